@@ -1,0 +1,182 @@
+"""The audit hash chain as pure functions: encoding, linking and checking entries.
+
+Each entry's hash covers its own canonical encoding, which includes the previous entry's hash;
+changing, removing or reordering any entry therefore breaks every hash after it. The encoding
+is JSON with sorted keys and no insignificant white space, so any implementation can recompute
+it from the stored columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+OUTCOMES = ("allow", "deny", "ok", "error")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened, as a caller reports it; the chain adds sequence, time and hashes."""
+
+    event_type: str
+    actor: str
+    outcome: str | None = None
+    user: str | None = None
+    vm: str | None = None
+    serial: str | None = None
+    source: str | None = None
+    session_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None and self.outcome not in OUTCOMES:
+            raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {self.outcome!r}")
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    """One stored link of the chain, exactly as its hash was computed."""
+
+    seq: int
+    ts: datetime
+    event_type: str
+    actor: str
+    outcome: str | None
+    user: str | None
+    vm: str | None
+    serial: str | None
+    source: str | None
+    session_id: str | None
+    details_json: str
+    prev_hash: str
+    entry_hash: str
+
+    @property
+    def details(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.details_json)
+        return loaded
+
+    def encoding(self) -> bytes:
+        return encode_entry(
+            seq=self.seq,
+            ts=self.ts,
+            event_type=self.event_type,
+            actor=self.actor,
+            outcome=self.outcome,
+            user=self.user,
+            vm=self.vm,
+            serial=self.serial,
+            source=self.source,
+            session_id=self.session_id,
+            details_json=self.details_json,
+            prev_hash=self.prev_hash,
+        )
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def format_ts(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware")
+    return ts.isoformat(timespec="microseconds")
+
+
+def encode_entry(
+    *,
+    seq: int,
+    ts: datetime,
+    event_type: str,
+    actor: str,
+    outcome: str | None,
+    user: str | None,
+    vm: str | None,
+    serial: str | None,
+    source: str | None,
+    session_id: str | None,
+    details_json: str,
+    prev_hash: str,
+) -> bytes:
+    record = {
+        "seq": seq,
+        "ts": format_ts(ts),
+        "type": event_type,
+        "actor": actor,
+        "outcome": outcome,
+        "user": user,
+        "vm": vm,
+        "serial": serial,
+        "source": source,
+        "session": session_id,
+        "details": details_json,
+        "prev": prev_hash,
+    }
+    return canonical_json(record).encode("utf-8")
+
+
+def link(event: AuditEvent, *, seq: int, ts: datetime, prev_hash: str) -> ChainEntry:
+    """Make the entry that follows ``prev_hash`` at position ``seq``."""
+    details_json = canonical_json(dict(event.details))
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "ts": ts,
+        "event_type": event.event_type,
+        "actor": event.actor,
+        "outcome": event.outcome,
+        "user": event.user,
+        "vm": event.vm,
+        "serial": event.serial,
+        "source": event.source,
+        "session_id": event.session_id,
+        "details_json": details_json,
+        "prev_hash": prev_hash,
+    }
+    digest = hashlib.sha256(encode_entry(**fields)).hexdigest()
+    return ChainEntry(**fields, entry_hash=digest)
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    """The outcome of walking the chain: intact, or where and why it first breaks."""
+
+    checked: int
+    last_seq: int
+    last_hash: str
+    failed_seq: int | None = None
+    reason: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.reason is None
+
+
+def walk(entries: Iterable[ChainEntry], *, base_seq: int, base_hash: str) -> ChainVerdict:
+    """Check links and hashes in order, starting after (base_seq, base_hash)."""
+    expected_seq, prev_hash, checked = base_seq + 1, base_hash, 0
+    for entry in entries:
+        if entry.seq != expected_seq:
+            return ChainVerdict(
+                checked, expected_seq - 1, prev_hash, expected_seq,
+                f"entry {expected_seq} is missing (next stored entry is {entry.seq})",
+            )
+        if entry.prev_hash != prev_hash:
+            return ChainVerdict(
+                checked, entry.seq - 1, prev_hash, entry.seq,
+                f"entry {entry.seq} does not link to entry {entry.seq - 1} "
+                "(an entry was removed, reordered or edited)",
+            )
+        recomputed = hashlib.sha256(entry.encoding()).hexdigest()
+        if recomputed != entry.entry_hash:
+            return ChainVerdict(
+                checked, entry.seq - 1, prev_hash, entry.seq,
+                f"entry {entry.seq} was altered (its content does not match its hash)",
+            )
+        checked += 1
+        expected_seq, prev_hash = entry.seq + 1, entry.entry_hash
+    return ChainVerdict(checked, expected_seq - 1, prev_hash)

@@ -1,0 +1,122 @@
+"""Appending audit events to the chain stored in the database.
+
+An append locks the single ``audit_head`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; the
+``BEGIN IMMEDIATE`` of a write unit on SQLite), so any number of writers — the CLI, several
+gateways on one PostgreSQL — extend one chain and never fork it. Appending inside the caller's
+write transaction makes "the certificate was issued" and "its audit event exists" one atomic
+fact: either both are committed or neither is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from certgate.audit.chain import AuditEvent, ChainEntry, link
+from certgate.errors import AuditError, CertgateError
+from certgate.store.database import Database
+from certgate.store.schema import AuditEventRow, AuditHeadRow
+
+
+def entry_from_row(row: AuditEventRow) -> ChainEntry:
+    return ChainEntry(
+        seq=row.seq,
+        ts=row.ts,
+        event_type=row.event_type,
+        actor=row.actor,
+        outcome=row.outcome,
+        user=row.user_name,
+        vm=row.vm,
+        serial=row.serial,
+        source=row.source,
+        session_id=row.session_id,
+        details_json=row.details,
+        prev_hash=row.prev_hash,
+        entry_hash=row.entry_hash,
+    )
+
+
+def _row_from_entry(entry: ChainEntry) -> AuditEventRow:
+    return AuditEventRow(
+        seq=entry.seq,
+        ts=entry.ts,
+        event_type=entry.event_type,
+        actor=entry.actor,
+        outcome=entry.outcome,
+        user_name=entry.user,
+        vm=entry.vm,
+        serial=entry.serial,
+        source=entry.source,
+        session_id=entry.session_id,
+        details=entry.details_json,
+        prev_hash=entry.prev_hash,
+        entry_hash=entry.entry_hash,
+    )
+
+
+def lock_head(session: Session) -> AuditHeadRow:
+    head = session.execute(
+        select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        raise AuditError("the audit chain has no head row: the database was not initialised")
+    return head
+
+
+def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry]:
+    """Append events inside an open write transaction; they commit (or vanish) with it."""
+    head = lock_head(session)
+    entries: list[ChainEntry] = []
+    seq, prev_hash = head.seq, head.entry_hash
+    now = datetime.now(UTC)
+    for event in events:
+        seq += 1
+        entry = link(event, seq=seq, ts=now, prev_hash=prev_hash)
+        session.add(_row_from_entry(entry))
+        entries.append(entry)
+        prev_hash = entry.entry_hash
+    head.seq, head.entry_hash = seq, prev_hash
+    session.flush()
+    return entries
+
+
+class AuditLog:
+    """The audit log of one installation."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def record(self, event: AuditEvent) -> ChainEntry:
+        """Append one event in its own transaction; raises AuditError if it is not durable."""
+        return self.record_many([event])[0]
+
+    def record_many(self, events: Sequence[AuditEvent]) -> list[ChainEntry]:
+        """Append several events in one transaction (one commit, one fsync)."""
+        try:
+            with self.database.write() as session:
+                return append_in(session, events)
+        except AuditError:
+            raise
+        except (CertgateError, SQLAlchemyError, OSError) as exc:
+            raise AuditError(f"cannot write the audit log: {exc}") from exc
+
+    def entries(self, *, after_seq: int = 0, batch: int = 1000) -> Iterator[ChainEntry]:
+        """Stream entries in chain order, a batch per read transaction."""
+        last = after_seq
+        while True:
+            with self.database.read() as session:
+                rows = session.execute(
+                    select(AuditEventRow)
+                    .where(AuditEventRow.seq > last)
+                    .order_by(AuditEventRow.seq)
+                    .limit(batch)
+                ).scalars().all()
+                page = [entry_from_row(row) for row in rows]
+            if not page:
+                return
+            yield from page
+            last = page[-1].seq

@@ -1,0 +1,355 @@
+"""The CA of one installation: ``ca/`` builders and verifiers bound to the store and audit log.
+
+Every operation that issues or revokes writes its certificate row and its audit event in one
+transaction, so there is never an issued certificate without a record of who issued it.
+Signing keys are loaded only for operations that sign, and only once per process.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.orm import Session
+
+from ca import attribute_cert, attribute_issuer, keys, revocation, verify
+from ca import authority as builders
+from ca.attributes import AttributeSet
+from ca.errors import VerificationError
+from ca.serials import format_serial, parse_serial
+from certgate.audit.chain import AuditEvent
+from certgate.audit.log import AuditLog, append_in, lock_head
+from certgate.errors import CertgateError
+from certgate.home import Home, HomeConfig, read_passphrase
+from certgate.store import repositories as repo
+from certgate.store.database import Database
+
+SHORT_LIVED = timedelta(hours=24)
+"""ACs valid at most this long carry noRevAvail instead of a CRL distribution point."""
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def load_certificate(path: Any) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+@dataclass(frozen=True)
+class IssuedIdentity:
+    user: repo.User
+    certificate: x509.Certificate
+    serial: str
+
+
+@dataclass(frozen=True)
+class AttributeCheck:
+    """The outcome of checking one AC against this installation."""
+
+    serial: str
+    holder_serial: str
+    holder_user: str | None
+    attributes: AttributeSet | None
+    targets: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    error: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+class Installation:
+    """An opened home: config, database, audit log and (lazily) the CA's signing keys."""
+
+    def __init__(
+        self,
+        home: Home,
+        *,
+        actor: str | None = None,
+        passphrase: Callable[[], bytes] = read_passphrase,
+        database: Database | None = None,
+    ) -> None:
+        home.require()
+        self.home = home
+        self.config: HomeConfig = home.config()
+        self.database = database or Database(home.database_url())
+        self.audit = AuditLog(self.database)
+        self.actor = actor or cli_actor()
+        self._passphrase_source = passphrase
+        self._passphrase: bytes | None = None
+
+    def close(self) -> None:
+        self.database.dispose()
+
+    # -- key material --------------------------------------------------------------------------
+
+    def passphrase(self) -> bytes | None:
+        if not self.config.encrypted_keys:
+            return None
+        if self._passphrase is None:
+            self._passphrase = self._passphrase_source()
+        return self._passphrase
+
+    @cached_property
+    def root_certificate(self) -> x509.Certificate:
+        return load_certificate(self.home.root_cert)
+
+    @cached_property
+    def aa_certificate(self) -> x509.Certificate:
+        return load_certificate(self.home.aa_cert)
+
+    @cached_property
+    def root_key(self) -> keys.PrivateKey:
+        return keys.read_private_key(self.home.root_key, self.passphrase())
+
+    @cached_property
+    def aa_key(self) -> keys.PrivateKey:
+        return keys.read_private_key(self.home.aa_key, self.passphrase())
+
+    @cached_property
+    def ac_issuer(self) -> attribute_issuer.AttributeCertificateIssuer:
+        return attribute_issuer.AttributeCertificateIssuer(
+            self.aa_certificate,
+            self.aa_key,
+            gateway_name=self.config.gateway_name,
+            crl_url=self.config.crl_url,
+        )
+
+    # -- units of work -------------------------------------------------------------------------
+
+    @contextmanager
+    def admin_write(self) -> Iterator[Session]:
+        """A write transaction that first takes the audit head lock.
+
+        Taking the one lock up front serialises admin operations across processes (on
+        PostgreSQL too), so policy versions and CRL numbers never race.
+        """
+        with self.database.write() as session:
+            lock_head(session)
+            yield session
+
+    def event(self, event_type: str, **fields: Any) -> AuditEvent:
+        return AuditEvent(event_type=event_type, actor=self.actor, **fields)
+
+    def record_failure(
+        self, event_type: str, message: str, *, details: dict[str, Any] | None = None
+    ) -> None:
+        """Audit a refused admin operation; the refusal itself must not be lost."""
+        self.audit.record(
+            self.event(event_type, outcome="error", details={**(details or {}), "error": message})
+        )
+
+    # -- users and identity certificates ------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        *,
+        email: str | None,
+        public_key: keys.PublicKey,
+        days: int,
+    ) -> IssuedIdentity:
+        if days < 1:
+            raise CertgateError("--days must be at least 1")
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+        cert = builders.build_identity_certificate(
+            self.root_certificate,
+            self.root_key,
+            public_key,
+            user_name=name,
+            email=email,
+            not_before=start,
+            not_after=start + timedelta(days=days),
+        )
+        serial = format_serial(cert.serial_number)
+        with self.admin_write() as session:
+            user = repo.add_user(session, name, email)
+            repo.add_certificate(
+                session,
+                serial=serial,
+                kind=repo.IDENTITY,
+                user=name,
+                der=cert.public_bytes(Encoding.DER),
+                subject=cert.subject.rfc4514_string(),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+                key_fingerprint=keys.spki_sha256(public_key),
+            )
+            append_in(
+                session,
+                [self.event("user.add", outcome="ok", user=name, serial=serial,
+                            details={"email": email, "key": keys.spki_sha256(public_key),
+                                     "not_after": cert.not_valid_after_utc.isoformat()})],
+            )
+        return IssuedIdentity(user, cert, serial)
+
+    def current_identity(self, session: Session, user: str) -> repo.IssuedCertificate:
+        """The newest identity certificate of a user that is valid now."""
+        at = datetime.now(UTC)
+        candidates = [
+            c for c in repo.certificates_of(session, user, repo.IDENTITY)
+            if c.state_at(at) == "valid"
+        ]
+        if not candidates:
+            raise CertgateError(f"user {user} has no valid identity certificate")
+        return max(candidates, key=lambda c: c.not_before)
+
+    # -- attribute certificates ---------------------------------------------------------------
+
+    def grant(
+        self,
+        user: str,
+        attributes: AttributeSet,
+        *,
+        valid_for: timedelta,
+        targets: Sequence[str] = (),
+    ) -> repo.IssuedCertificate:
+        if valid_for <= timedelta(0):
+            raise CertgateError("--valid must be a positive duration")
+        with self.admin_write() as session:
+            holder_row = self.current_identity(session, user)
+            holder = x509.load_der_x509_certificate(holder_row.der)
+            start = datetime.now(UTC).replace(microsecond=0)
+            der = self.ac_issuer.issue(
+                holder,
+                attributes,
+                not_before=start,
+                not_after=start + valid_for,
+                targets=targets,
+                no_rev_avail=valid_for <= SHORT_LIVED,
+            )
+            ac = attribute_cert.parse_attribute_certificate(der)
+            serial = format_serial(ac.serial)
+            repo.add_certificate(
+                session,
+                serial=serial,
+                kind=repo.ATTRIBUTE,
+                user=user,
+                der=der,
+                subject=attributes.describe(),
+                not_before=ac.not_before,
+                not_after=ac.not_after,
+                holder_serial=holder_row.serial,
+                attributes=attributes.as_dict(),
+                targets=list(targets),
+            )
+            append_in(
+                session,
+                [self.event("attr.grant", outcome="ok", user=user, serial=serial,
+                            details={"attributes": attributes.as_dict(), "targets": list(targets),
+                                     "holder": holder_row.serial,
+                                     "not_after": ac.not_after.isoformat()})],
+            )
+            return repo.get_certificate(session, serial)
+
+    def check_attribute_certificate(
+        self, data: bytes, *, vm: str | None = None, at: datetime | None = None
+    ) -> AttributeCheck:
+        """Check an AC (from anywhere: a file, another implementation) against this install."""
+        at = at or datetime.now(UTC)
+        ac = attribute_cert.parse_attribute_certificate(data)
+        serial, holder_serial = format_serial(ac.serial), format_serial(ac.holder_serial)
+        with self.database.read() as session:
+            try:
+                holder_row: repo.IssuedCertificate | None = repo.get_certificate(
+                    session, holder_serial
+                )
+            except CertgateError:
+                holder_row = None
+            revoked_acs = repo.revoked_serials(session, [repo.ATTRIBUTE])
+        error: str | None = None
+        attributes: AttributeSet | None = None
+        if holder_row is None or holder_row.kind != repo.IDENTITY:
+            error = f"holder {holder_serial} is not an identity certificate issued here"
+        else:
+            holder = x509.load_der_x509_certificate(holder_row.der)
+            try:
+                attributes = verify.verify_attribute_certificate(
+                    ac,
+                    aa_cert=self.aa_certificate,
+                    root_cert=self.root_certificate,
+                    holder_cert=holder,
+                    at=at,
+                    gateway_name=self.config.gateway_name,
+                    vm=vm,
+                    revoked_serials={parse_serial(s) for s in revoked_acs},
+                    holder_revoked=holder_row.status == "revoked",
+                )
+            except VerificationError as exc:
+                error = str(exc)
+        return AttributeCheck(
+            serial=serial,
+            holder_serial=holder_serial,
+            holder_user=holder_row.user if holder_row else None,
+            attributes=attributes if error is None else ac.attributes,
+            targets=ac.target_gateways + ac.target_vms,
+            not_before=ac.not_before,
+            not_after=ac.not_after,
+            error=error,
+        )
+
+    # -- revocation ---------------------------------------------------------------------------
+
+    def revoke(self, serial_text: str, *, reason: str) -> repo.IssuedCertificate:
+        serial = format_serial(parse_serial(serial_text))
+        revocation.parse_reason(reason)
+        with self.admin_write() as session:
+            revoked = repo.revoke_certificate(
+                session, serial, reason=reason, at=datetime.now(UTC).replace(microsecond=0)
+            )
+            dependants: list[str] = []
+            if revoked.kind == repo.IDENTITY:
+                dependants = [
+                    c.serial for c in repo.attribute_certificates_for_holder(session, serial)
+                    if c.status != "revoked"
+                ]
+            append_in(
+                session,
+                [self.event("cert.revoke", outcome="ok", user=revoked.user, serial=serial,
+                            details={"kind": revoked.kind, "reason": reason,
+                                     "bound_attribute_certificates": dependants})],
+            )
+            return revoked
+
+    def crls(self) -> tuple[x509.CertificateRevocationList, x509.CertificateRevocationList]:
+        """A fresh identity CRL (signed by the root) and attribute CRL (signed by the AA)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        lists = []
+        with self.admin_write() as session:
+            for name, kinds, cert, key, is_ac in (
+                ("identity", [repo.IDENTITY, repo.SSH], self.root_certificate,
+                 self.root_key, False),
+                ("attribute", [repo.ATTRIBUTE], self.aa_certificate, self.aa_key, True),
+            ):
+                entries = [
+                    revocation.RevokedEntry(
+                        serial=parse_serial(c.serial),
+                        revoked_at=c.revoked_at or now,
+                        reason=revocation.parse_reason(c.revocation_reason or "unspecified"),
+                    )
+                    for c in repo.revoked_certificates(session, kinds)
+                ]
+                number = repo.next_crl_number(session, name)
+                lists.append(
+                    revocation.build_crl(
+                        cert, key, entries, crl_number=number, this_update=now,
+                        next_update=now + timedelta(days=7), attribute_certificates=is_ac,
+                    )
+                )
+                append_in(session, [self.event("crl.issue", outcome="ok",
+                                               details={"list": name, "number": number,
+                                                        "entries": len(entries)})])
+        return lists[0], lists[1]

@@ -1,0 +1,125 @@
+"""The ``certgate`` command: a thin shell over the installation's operations.
+
+Every error a person can cause ends as one line on stderr and a non-zero exit; when the
+installation is open, the refusal is also written to the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from ca.errors import CAError
+from certgate.authority import Installation
+from certgate.errors import AuditError, CertgateError, StoreError
+from certgate.home import Home
+
+EXIT_ERROR = 1
+EXIT_INVALID = 2
+EXIT_INTERNAL = 70
+
+
+class AppContext:
+    """What commands share: the chosen home and, once opened, the installation."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self._installation: Installation | None = None
+        self.command_path = "certgate"
+
+    def installation(self) -> Installation:
+        if self._installation is None:
+            self._installation = Installation(self.home)
+        return self._installation
+
+    @property
+    def opened(self) -> Installation | None:
+        return self._installation
+
+    def close(self) -> None:
+        if self._installation is not None:
+            self._installation.close()
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    click.echo(f"certgate: error: {message}", err=True)
+    sys.exit(code)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class CertgateGroup(click.Group):
+    """Turns domain errors into one line, an exit code and an audit event."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (CertgateError, CAError) as exc:
+            _audit_refusal(ctx, exc)
+            fail(one_line(exc))
+        except OSError as exc:
+            _audit_refusal(ctx, exc)
+            fail(one_line(exc))
+        finally:
+            app = ctx.find_object(AppContext)
+            if app is not None:
+                app.close()
+
+
+def _audit_refusal(ctx: click.Context, exc: BaseException) -> None:
+    app = ctx.find_object(AppContext)
+    installation = app.opened if app else None
+    if installation is None or isinstance(exc, StoreError | AuditError):
+        return
+    try:
+        installation.record_failure(
+            "cli.refused", one_line(exc), details={"command": app.command_path if app else "?"}
+        )
+    except (CertgateError, CAError):
+        click.echo("certgate: warning: the refusal could not be written to the audit log",
+                   err=True)
+
+
+@click.group(cls=CertgateGroup)
+@click.option("--home", "home_option", envvar="CERTGATE_HOME", metavar="DIR",
+              help="Installation directory (default: $CERTGATE_HOME or ~/.certgate).")
+@click.version_option(package_name="certgate")
+@click.pass_context
+def cli(ctx: click.Context, home_option: str | None) -> None:
+    """certgate: certificate-based access to virtual machine consoles."""
+    app = AppContext(Home.locate(home_option))
+    app.command_path = " ".join(sys.argv[1:3]) if len(sys.argv) > 1 else "certgate"
+    ctx.obj = app
+
+
+def register(*modules: Callable[[click.Group], None]) -> None:
+    for add in modules:
+        add(cli)
+
+
+def main() -> None:
+    from certgate.cli import ca_commands
+
+    register(ca_commands.add_commands)
+    try:
+        cli.main(prog_name="certgate", standalone_mode=True)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: no traceback for a person
+        fail(f"internal error ({type(exc).__name__}): {one_line(exc)}", EXIT_INTERNAL)

@@ -1,0 +1,156 @@
+"""The installation directory ("home"): its layout, its config file and its key files.
+
+One home is one certgate installation: a CA, an Attribute Authority, the gateway's keys, the
+config and (by default) an SQLite database. Several gateway replicas share state by pointing
+``database_url`` at the same PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from certgate.errors import HomeError
+
+HOME_ENV = "CERTGATE_HOME"
+PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"
+DATABASE_URL_ENV = "CERTGATE_DATABASE_URL"
+CONFIG_NAME = "certgate.toml"
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    gateway_name: str
+    database_url: str | None
+    listen_host: str
+    listen_port: int
+    encrypted_keys: bool
+    crl_url: str | None = None
+
+    def to_toml(self) -> str:
+        lines = [
+            "# certgate installation settings",
+            "[certgate]",
+            f"gateway_name = {_toml_str(self.gateway_name)}",
+            f"listen_host = {_toml_str(self.listen_host)}",
+            f"listen_port = {self.listen_port}",
+            f"encrypted_keys = {'true' if self.encrypted_keys else 'false'}",
+        ]
+        if self.database_url:
+            lines.append(f"database_url = {_toml_str(self.database_url)}")
+        else:
+            lines.append("# database_url = \"postgresql+psycopg://user@host/db\"  (default: SQLite here)")
+        if self.crl_url:
+            lines.append(f"crl_url = {_toml_str(self.crl_url)}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_toml(cls, text: str, source: str) -> HomeConfig:
+        try:
+            data: dict[str, Any] = tomllib.loads(text).get("certgate", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise HomeError(f"{source}: {exc}") from exc
+        known = {"gateway_name", "database_url", "listen_host", "listen_port",
+                 "encrypted_keys", "crl_url"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HomeError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        try:
+            return cls(
+                gateway_name=str(data["gateway_name"]),
+                database_url=data.get("database_url"),
+                listen_host=str(data.get("listen_host", "127.0.0.1")),
+                listen_port=int(data.get("listen_port", 2222)),
+                encrypted_keys=bool(data.get("encrypted_keys", True)),
+                crl_url=data.get("crl_url"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HomeError(f"{source}: missing or invalid setting {exc}") from exc
+
+
+def _toml_str(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+class Home:
+    """Paths inside one installation directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().absolute()
+
+    @classmethod
+    def locate(cls, option: str | None) -> Home:
+        chosen = option or os.environ.get(HOME_ENV)
+        return cls(Path(chosen) if chosen else Path.home() / ".certgate")
+
+    # layout
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.root / "certgate.db"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def gateway_dir(self) -> Path:
+        return self.root / "gateway"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.root / "recordings"
+
+    root_cert = property(lambda self: self.ca_dir / "root.pem")
+    root_key = property(lambda self: self.ca_dir / "root.key")
+    aa_cert = property(lambda self: self.ca_dir / "aa.pem")
+    aa_key = property(lambda self: self.ca_dir / "aa.key")
+    host_key = property(lambda self: self.gateway_dir / "host.key")
+    host_cert = property(lambda self: self.gateway_dir / "host.pem")
+    host_ssh_cert = property(lambda self: self.gateway_dir / "host-cert.pub")
+    audit_key = property(lambda self: self.gateway_dir / "audit.key")
+    audit_cert = property(lambda self: self.gateway_dir / "audit.pem")
+    upstream_key = property(lambda self: self.gateway_dir / "upstream.key")
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def require(self) -> None:
+        if not self.exists():
+            raise HomeError(
+                f"no certgate installation at {self.root}: run `certgate init` "
+                f"(or pass --home / set {HOME_ENV})"
+            )
+
+    def config(self) -> HomeConfig:
+        self.require()
+        return HomeConfig.from_toml(self.config_path.read_text("utf-8"), str(self.config_path))
+
+    def database_url(self) -> str:
+        override = os.environ.get(DATABASE_URL_ENV)
+        if override:
+            return override
+        return self.config().database_url or f"sqlite:///{self.sqlite_path}"
+
+
+def read_passphrase(*, confirm: bool = False, prompt: str = "CA passphrase") -> bytes:
+    """The installation passphrase: from the environment, else asked on the terminal."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value.encode("utf-8")
+    if not sys.stdin.isatty():
+        raise HomeError(f"the keys are encrypted: set {PASSPHRASE_ENV} or run on a terminal")
+    import click  # the only place the core asks a person something
+
+    entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    if not entered:
+        raise HomeError("an empty passphrase is not allowed (use --no-passphrase explicitly)")
+    return entered.encode("utf-8")

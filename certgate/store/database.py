@@ -1,0 +1,125 @@
+"""Engine, units of work and schema migration for SQLite (embedded) and PostgreSQL (shared).
+
+Writers use ``Database.write()``: on SQLite the transaction starts with ``BEGIN IMMEDIATE`` so
+two processes never both read and then both try to upgrade to a write lock (which SQLite
+resolves by failing one of them); on PostgreSQL row locks do the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from certgate.errors import StoreError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get("certgate_write"):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+
+class Database:
+    """One database, two kinds of unit of work: read and write."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        try:
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open database {self.safe_url}: {exc}") from exc
+        if self.engine.dialect.name == "sqlite":
+            _configure_sqlite(self.engine)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            self.engine.execution_options(certgate_write=True), expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden: URLs end up in errors and logs."""
+        try:
+            return self.engine.url.render_as_string(hide_password=True)
+        except AttributeError:
+            return self.url.split("@")[-1]
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._guard(), self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back on any error."""
+        with self._guard(), self._write() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise StoreError(f"database {self.safe_url}: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(resources.files("migrations")))
+        config.attributes["certgate_engine"] = self.engine
+        return config
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        with self._guard():
+            command.upgrade(self._alembic_config(), "head")
+
+    def check_schema(self) -> None:
+        """Refuse to run against a database that is behind (or ahead of) this code."""
+        script = ScriptDirectory.from_config(self._alembic_config())
+        with self._guard(), self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        head = script.get_current_head()
+        if current != head:
+            raise StoreError(
+                f"database {self.safe_url} is at schema {current or 'none'}, this certgate "
+                f"needs {head}: run `certgate db upgrade`"
+            )

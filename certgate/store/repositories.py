@@ -1,0 +1,352 @@
+"""Queries over the store that return domain objects, so callers never hold ORM rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certgate.errors import ConflictError, NotFoundError
+from certgate.store.schema import (
+    CertificateRow,
+    CrlCounterRow,
+    PolicyVersionRow,
+    UserRow,
+    VMRow,
+)
+
+IDENTITY = "identity"
+ATTRIBUTE = "attribute"
+SSH = "ssh"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    email: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    serial: str
+    kind: str
+    user: str
+    holder_serial: str | None
+    key_fingerprint: str | None
+    subject: str
+    attributes: dict[str, Any] | None
+    targets: list[str] | None
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    status: str
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    der: bytes
+
+    def state_at(self, at: datetime) -> str:
+        """revoked, expired, not-yet-valid or valid: what an operator wants to see."""
+        if self.status == "revoked":
+            return "revoked"
+        if at >= self.not_after:
+            return "expired"
+        if at < self.not_before:
+            return "not-yet-valid"
+        return "valid"
+
+    def summary(self, at: datetime) -> dict[str, Any]:
+        return {
+            "serial": self.serial,
+            "kind": self.kind,
+            "user": self.user,
+            "holder_serial": self.holder_serial,
+            "subject": self.subject,
+            "attributes": self.attributes,
+            "targets": self.targets,
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "issued_at": self.issued_at.isoformat(),
+            "state": self.state_at(at),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revocation_reason": self.revocation_reason,
+        }
+
+
+@dataclass(frozen=True)
+class VM:
+    name: str
+    console_uri: str
+    labels: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    version: int
+    source: str
+    source_name: str
+    fingerprint: str
+    applied_at: datetime
+    applied_by: str
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+def _user(row: UserRow) -> User:
+    return User(row.name, row.email, row.created_at)
+
+
+def add_user(session: Session, name: str, email: str | None) -> User:
+    if session.execute(select(UserRow.id).where(UserRow.name == name)).first():
+        raise ConflictError(f"user {name} already exists")
+    row = UserRow(name=name, email=email, created_at=now())
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(f"user {name} already exists") from exc
+    return _user(row)
+
+
+def _user_row(session: Session, name: str) -> UserRow:
+    row = session.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no user named {name}")
+    return row
+
+
+def get_user(session: Session, name: str) -> User:
+    return _user(_user_row(session, name))
+
+
+def list_users(session: Session) -> list[User]:
+    return [_user(r) for r in session.execute(select(UserRow).order_by(UserRow.name)).scalars()]
+
+
+# -- certificates -----------------------------------------------------------------------------
+
+
+def _certificate(row: CertificateRow, user: str) -> IssuedCertificate:
+    return IssuedCertificate(
+        serial=row.serial,
+        kind=row.kind,
+        user=user,
+        holder_serial=row.holder_serial,
+        key_fingerprint=row.key_fingerprint,
+        subject=row.subject,
+        attributes=row.attributes,
+        targets=row.targets,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        issued_at=row.issued_at,
+        status=row.status,
+        revoked_at=row.revoked_at,
+        revocation_reason=row.revocation_reason,
+        der=row.der,
+    )
+
+
+def add_certificate(
+    session: Session,
+    *,
+    serial: str,
+    kind: str,
+    user: str,
+    der: bytes,
+    subject: str,
+    not_before: datetime,
+    not_after: datetime,
+    holder_serial: str | None = None,
+    key_fingerprint: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    targets: list[str] | None = None,
+) -> None:
+    user_row = _user_row(session, user)
+    session.add(
+        CertificateRow(
+            serial=serial,
+            kind=kind,
+            user_id=user_row.id,
+            holder_serial=holder_serial,
+            key_fingerprint=key_fingerprint,
+            subject=subject,
+            attributes=attributes,
+            targets=targets,
+            der=der,
+            not_before=not_before,
+            not_after=not_after,
+            issued_at=now(),
+            status="valid",
+        )
+    )
+
+
+def _certificates(session: Session, *conditions: Any) -> list[IssuedCertificate]:
+    rows = session.execute(
+        select(CertificateRow, UserRow.name)
+        .join(UserRow, CertificateRow.user_id == UserRow.id)
+        .where(*conditions)
+        .order_by(CertificateRow.issued_at, CertificateRow.id)
+    ).all()
+    return [_certificate(row, name) for row, name in rows]
+
+
+def get_certificate(session: Session, serial: str) -> IssuedCertificate:
+    found = _certificates(session, CertificateRow.serial == serial)
+    if not found:
+        raise NotFoundError(f"no certificate with serial {serial}")
+    return found[0]
+
+
+def certificates_of(
+    session: Session, user: str | None = None, kind: str | None = None
+) -> list[IssuedCertificate]:
+    conditions: list[Any] = []
+    if user is not None:
+        conditions.append(CertificateRow.user_id == _user_row(session, user).id)
+    if kind is not None:
+        conditions.append(CertificateRow.kind == kind)
+    return _certificates(session, *conditions)
+
+
+def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
+    return _certificates(
+        session,
+        CertificateRow.kind == IDENTITY,
+        CertificateRow.key_fingerprint == key_fingerprint,
+    )
+
+
+def attribute_certificates_for_holder(
+    session: Session, holder_serial: str
+) -> list[IssuedCertificate]:
+    return _certificates(
+        session,
+        CertificateRow.kind == ATTRIBUTE,
+        CertificateRow.holder_serial == holder_serial,
+    )
+
+
+def revoke_certificate(
+    session: Session, serial: str, *, reason: str, at: datetime
+) -> IssuedCertificate:
+    row = session.execute(
+        select(CertificateRow).where(CertificateRow.serial == serial).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no certificate with serial {serial}")
+    if row.status == "revoked":
+        raise ConflictError(f"certificate {serial} was already revoked at {row.revoked_at}")
+    row.status, row.revoked_at, row.revocation_reason = "revoked", at, reason
+    session.flush()
+    return get_certificate(session, serial)
+
+
+def revoked_certificates(session: Session, kinds: Sequence[str]) -> list[IssuedCertificate]:
+    return _certificates(session, CertificateRow.kind.in_(kinds), CertificateRow.status == "revoked")
+
+
+def revoked_serials(session: Session, kinds: Sequence[str]) -> frozenset[str]:
+    rows = session.execute(
+        select(CertificateRow.serial).where(
+            CertificateRow.kind.in_(kinds), CertificateRow.status == "revoked"
+        )
+    ).scalars()
+    return frozenset(rows)
+
+
+def next_crl_number(session: Session, name: str) -> int:
+    row = session.execute(
+        select(CrlCounterRow).where(CrlCounterRow.name == name).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        row = CrlCounterRow(name=name, number=0)
+        session.add(row)
+    row.number += 1
+    session.flush()
+    return row.number
+
+
+# -- VMs --------------------------------------------------------------------------------------
+
+
+def _vm(row: VMRow) -> VM:
+    return VM(row.name, row.console_uri, dict(row.labels or {}), row.created_at)
+
+
+def add_vm(session: Session, name: str, console_uri: str, labels: dict[str, str]) -> VM:
+    if session.execute(select(VMRow.id).where(VMRow.name == name)).first():
+        raise ConflictError(f"VM {name} already exists (remove it first to change it)")
+    row = VMRow(name=name, console_uri=console_uri, labels=labels, created_at=now())
+    session.add(row)
+    session.flush()
+    return _vm(row)
+
+
+def get_vm(session: Session, name: str) -> VM:
+    row = session.execute(select(VMRow).where(VMRow.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no VM named {name}")
+    return _vm(row)
+
+
+def find_vm(session: Session, name: str) -> VM | None:
+    row = session.execute(select(VMRow).where(VMRow.name == name)).scalar_one_or_none()
+    return _vm(row) if row else None
+
+
+def list_vms(session: Session) -> list[VM]:
+    return [_vm(r) for r in session.execute(select(VMRow).order_by(VMRow.name)).scalars()]
+
+
+def remove_vm(session: Session, name: str) -> VM:
+    row = session.execute(select(VMRow).where(VMRow.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no VM named {name}")
+    vm = _vm(row)
+    session.delete(row)
+    return vm
+
+
+# -- policies ---------------------------------------------------------------------------------
+
+
+def _policy(row: PolicyVersionRow) -> PolicyVersion:
+    return PolicyVersion(
+        row.version, row.source, row.source_name, row.fingerprint, row.applied_at, row.applied_by
+    )
+
+
+def add_policy_version(
+    session: Session, *, source: str, source_name: str, fingerprint: str, applied_by: str
+) -> PolicyVersion:
+    latest = session.execute(select(func.max(PolicyVersionRow.version))).scalar() or 0
+    row = PolicyVersionRow(
+        version=latest + 1,
+        source=source,
+        source_name=source_name,
+        fingerprint=fingerprint,
+        applied_at=now(),
+        applied_by=applied_by,
+    )
+    session.add(row)
+    session.flush()
+    return _policy(row)
+
+
+def current_policy(session: Session) -> PolicyVersion | None:
+    row = session.execute(
+        select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    return _policy(row) if row else None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything certgate and its test suite need on Debian 12: system packages
+# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java) and the Python package with test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+packages=(openssh-client openssh-server qemu-system-x86 busybox-static cpio socat tmux
+          postgresql libbcprov-java libbcpkix-java openssl)
+command -v javac >/dev/null 2>&1 || packages+=(default-jdk-headless)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian postgresql package starts a cluster of its own; certgate's tests start their own.
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh]'
