@@ -161,7 +161,14 @@ class Installation:
         email: str | None,
         public_key: keys.PublicKey,
         days: int,
+        deliver: Callable[[x509.Certificate], None] | None = None,
     ) -> IssuedIdentity:
+        """Record a new user and their identity certificate, atomically with the audit event.
+
+        ``deliver`` runs inside the transaction, after the rows are written and before the
+        commit (the CLI writes the certificate and a generated key there): if it fails, the
+        user is not added.
+        """
         if days < 1:
             raise CertgateError("--days must be at least 1")
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -194,6 +201,8 @@ class Installation:
                             details={"email": email, "key": keys.spki_sha256(public_key),
                                      "not_after": cert.not_valid_after_utc.isoformat()})],
             )
+            if deliver is not None:
+                deliver(cert)
         return IssuedIdentity(user, cert, serial)
 
     def current_identity(self, session: Session, user: str) -> repo.IssuedCertificate:

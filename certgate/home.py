@@ -43,7 +43,9 @@ class HomeConfig:
         if self.database_url:
             lines.append(f"database_url = {_toml_str(self.database_url)}")
         else:
-            lines.append("# database_url = \"postgresql+psycopg://user@host/db\"  (default: SQLite here)")
+            lines.append(
+                '# database_url = "postgresql+psycopg://user@host/db"  (default: SQLite here)'
+            )
         if self.crl_url:
             lines.append(f"crl_url = {_toml_str(self.crl_url)}")
         return "\n".join(lines) + "\n"
@@ -113,12 +115,15 @@ class Home:
     root_key = property(lambda self: self.ca_dir / "root.key")
     aa_cert = property(lambda self: self.ca_dir / "aa.pem")
     aa_key = property(lambda self: self.ca_dir / "aa.key")
+    ssh_ca_key = property(lambda self: self.ca_dir / "ssh-ca.key")
+    ssh_ca_pub = property(lambda self: self.ca_dir / "ssh-ca.pub")
     host_key = property(lambda self: self.gateway_dir / "host.key")
     host_cert = property(lambda self: self.gateway_dir / "host.pem")
     host_ssh_cert = property(lambda self: self.gateway_dir / "host-cert.pub")
     audit_key = property(lambda self: self.gateway_dir / "audit.key")
     audit_cert = property(lambda self: self.gateway_dir / "audit.pem")
     upstream_key = property(lambda self: self.gateway_dir / "upstream.key")
+    upstream_known_hosts = property(lambda self: self.gateway_dir / "upstream_known_hosts")
 
     def exists(self) -> bool:
         return self.config_path.exists()

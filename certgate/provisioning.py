@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import authority as builders
-from ca import keys
+from ca import keys, ssh_certs
 from ca.serials import format_serial
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import AuditLog
@@ -48,6 +48,12 @@ class InitResult:
 def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(Encoding.PEM))
     path.chmod(0o644)
+
+
+def host_names(options: InitOptions) -> list[str]:
+    """Names the gateway's host certificate is valid for: what users type after ``ssh``."""
+    names = [options.gateway_name, options.listen_host, "localhost", "127.0.0.1"]
+    return list(dict.fromkeys(n for n in names if n and n != "0.0.0.0"))
 
 
 def create_installation(
@@ -87,6 +93,16 @@ def _populate(
     host = builders.build_host_certificate(
         root, root_key, host_key.public_key(), options.gateway_name
     )
+    ssh_ca_key = keys.generate_private_key("ed25519")
+    upstream_key = keys.generate_private_key("ed25519")
+    host_ssh_cert = ssh_certs.build_host_certificate(
+        ssh_ca_key,
+        host_key.public_key(),
+        host_names=host_names(options),
+        serial=ssh_certs.new_ssh_serial(),
+        not_before=host.not_valid_before_utc,
+        not_after=host.not_valid_after_utc,
+    )
     audit_key = keys.generate_private_key("ed25519")
     audit = builders.build_signing_certificate(
         root, root_key, audit_key.public_key(), f"{options.gateway_name} audit"
@@ -97,6 +113,8 @@ def _populate(
         (staging.aa_key, aa_key),
         (staging.host_key, host_key),
         (staging.audit_key, audit_key),
+        (staging.ssh_ca_key, ssh_ca_key),
+        (staging.upstream_key, upstream_key),
     ):
         keys.write_private_key(path, key, passphrase)
     for path, cert in (
@@ -106,6 +124,12 @@ def _populate(
         (staging.audit_cert, audit),
     ):
         _write_cert(path, cert)
+
+    staging.ssh_ca_pub.write_text(
+        ssh_certs.openssh_line(ssh_ca_key.public_key(), f"{options.gateway_name} SSH CA") + "\n"
+    )
+    staging.host_ssh_cert.write_bytes(host_ssh_cert)
+    staging.upstream_known_hosts.touch(mode=0o600)
 
     config = HomeConfig(
         gateway_name=options.gateway_name,

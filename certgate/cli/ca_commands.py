@@ -11,16 +11,15 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca import attribute_cert, keys
+from ca import attribute_cert, keys, ssh_certs
 from ca.attributes import parse_attribute_assignments
 from ca.errors import MalformedInputError
 from ca.serials import format_serial, parse_serial
-from certgate.authority import cli_actor
-from certgate.cli.main import AppContext, emit_json, fail, pass_app
+from certgate.authority import Installation, cli_actor
+from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.errors import CertgateError
 from certgate.home import read_passphrase
 from certgate.policy.values import parse_duration
-from certgate.provisioning import InitOptions, create_installation
 from certgate.store import repositories as repo
 from certgate.store.database import Database
 
@@ -38,7 +37,10 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
         return
     target = Path(path)
     temp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    except OSError as exc:
+        raise CertgateError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -90,9 +92,11 @@ def init(app: AppContext, gateway_name: str, organisation: str, database_url: st
          listen: str, key_type: keys.KeyAlgorithm, crl_url: str | None,
          no_passphrase: bool) -> None:
     """Create a new installation: config, database, root CA, AA and gateway keys."""
+    from certgate.provisioning import InitOptions, create_installation  # only init needs it
+
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
-        fail(f"--listen wants HOST:PORT, not {listen!r}")
+        raise CertgateError(f"--listen wants HOST:PORT, not {listen!r}")
     passphrase = None if no_passphrase else read_passphrase(confirm=True)
     result = create_installation(
         app.home,
@@ -112,7 +116,7 @@ def init(app: AppContext, gateway_name: str, organisation: str, database_url: st
 # -- ca ---------------------------------------------------------------------------------------
 
 
-@click.group("ca")
+@click.group("ca", cls=CommandGroup)
 def ca_group() -> None:
     """Inspect and export the CA and Attribute Authority certificates."""
 
@@ -157,13 +161,41 @@ def ca_show(app: AppContext, as_json: bool) -> None:
 
 @ca_group.command("export")
 @click.option("--aa", is_flag=True, help="Export the Attribute Authority certificate instead.")
+@click.option("--known-hosts", is_flag=True,
+              help="Print the @cert-authority line users add to ~/.ssh/known_hosts.")
+@click.option("--upstream-key", is_flag=True,
+              help="Print the gateway's public key for guests' authorized_keys (ssh:// VMs).")
 @click.option("--out", default=None, metavar="FILE")
 @pass_app
-def ca_export(app: AppContext, aa: bool, out: str | None) -> None:
-    """Print the root (or AA) certificate as PEM."""
+def ca_export(app: AppContext, aa: bool, known_hosts: bool, upstream_key: bool,
+              out: str | None) -> None:
+    """Print the root (or AA) certificate as PEM, or the SSH trust lines."""
+    if sum((aa, known_hosts, upstream_key)) > 1:
+        fail("choose one of --aa, --known-hosts, --upstream-key")
     inst = app.installation()
+    if known_hosts:
+        write_output(out, known_hosts_line(inst).encode() + b"\n")
+        return
+    if upstream_key:
+        key = keys.read_private_key(app.home.upstream_key, inst.passphrase())
+        comment = f"certgate-gateway@{inst.config.gateway_name}"
+        line = ssh_certs.openssh_line(key.public_key(), comment)
+        write_output(out, line.encode() + b"\n")
+        return
     cert = inst.aa_certificate if aa else inst.root_certificate
     write_output(out, cert.public_bytes(Encoding.PEM))
+
+
+def known_hosts_line(inst: Installation) -> str:
+    """``@cert-authority`` for the names the host certificate carries, on the gateway port."""
+    port = inst.config.listen_port
+    from certgate.provisioning import InitOptions, host_names
+
+    names = host_names(InitOptions(gateway_name=inst.config.gateway_name,
+                                   listen_host=inst.config.listen_host))
+    patterns = ",".join(n if port == 22 else f"[{n}]:{port}" for n in names)
+    ca_line = " ".join(inst.home.ssh_ca_pub.read_text("ascii").split()[:2])
+    return f"@cert-authority {patterns} {ca_line}"
 
 
 # -- users ------------------------------------------------------------------------------------
@@ -174,14 +206,14 @@ def _key_passphrase() -> bytes:
     if value:
         return value.encode("utf-8")
     if not sys.stdin.isatty():
-        fail(f"the new private key is handed over encrypted: set {KEY_PASSPHRASE_ENV} "
-             "or run on a terminal")
+        raise CertgateError(f"the new private key is handed over encrypted: set "
+                            f"{KEY_PASSPHRASE_ENV} or run on a terminal")
     entered: str = click.prompt("Passphrase for the new private key", hide_input=True,
                                 confirmation_prompt=True)
     return entered.encode("utf-8")
 
 
-@click.group("user")
+@click.group("user", cls=CommandGroup)
 def user_group() -> None:
     """Users and their identity certificates."""
 
@@ -208,7 +240,9 @@ def user_add(app: AppContext, name: str, email: str | None, pubkey_file: str | N
              key_type: keys.KeyAlgorithm, key_format: str) -> None:
     """Add a user and issue their identity certificate."""
     if pubkey_file and csr_file:
-        fail("give either --pubkey or --csr, not both")
+        raise CertgateError("give either --pubkey or --csr, not both")
+    if key_out and (pubkey_file or csr_file):
+        raise CertgateError("--key-out is for a generated key pair: drop --pubkey/--csr")
     generated: keys.PrivateKey | None = None
     if pubkey_file:
         public_key = keys.load_public_key(read_input(pubkey_file, "public key"))
@@ -217,23 +251,39 @@ def user_add(app: AppContext, name: str, email: str | None, pubkey_file: str | N
         public_key = keys.check_public_key(csr.public_key(), "CSR public key")
     else:
         if not key_out:
-            fail("give --pubkey FILE, --csr FILE, or --key-out FILE to generate a key pair")
+            raise CertgateError(
+                "give --pubkey FILE, --csr FILE, or --key-out FILE to generate a key pair"
+            )
         generated = keys.generate_private_key(key_type)
         public_key = generated.public_key()
     key_passphrase = _key_passphrase() if generated is not None else b""
     inst = app.installation()
-    issued = inst.add_user(name, email=email, public_key=public_key, days=days)
-    pem = issued.certificate.public_bytes(Encoding.PEM)
-    if generated is not None and key_out:
-        write_output(key_out, _private_key_bytes(generated, issued.certificate,
-                                                 inst.root_certificate, key_format,
-                                                 key_passphrase, name), private=True)
+    written: list[str] = []
+
+    def deliver(certificate: x509.Certificate) -> None:
+        # Runs before the user is committed: a key or certificate that cannot be written
+        # leaves no user behind, and a user is never committed without them.
+        if generated is not None and key_out:
+            written.append(key_out)
+            write_output(key_out, _private_key_bytes(generated, certificate,
+                                                     inst.root_certificate, key_format,
+                                                     key_passphrase, name), private=True)
+        if out:
+            written.append(out)
+            write_output(out, certificate.public_bytes(Encoding.PEM))
+
+    try:
+        issued = inst.add_user(name, email=email, public_key=public_key, days=days,
+                               deliver=deliver)
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        raise
+    if key_out:
         click.echo(f"private key written to {key_out} ({key_format}, encrypted)", err=True)
-    if out:
-        write_output(out, pem)
     click.echo(f"user {name}: identity certificate {issued.serial}", err=out is None)
     if out is None:
-        click.echo(pem.decode("ascii"), nl=False)
+        click.echo(issued.certificate.public_bytes(Encoding.PEM).decode("ascii"), nl=False)
 
 
 def _private_key_bytes(key: keys.PrivateKey, cert: x509.Certificate, root: x509.Certificate,
@@ -312,7 +362,7 @@ def user_show(app: AppContext, name: str, as_json: bool) -> None:
 # -- attribute certificates ---------------------------------------------------------------------
 
 
-@click.group("attr")
+@click.group("attr", cls=CommandGroup)
 def attr_group() -> None:
     """Attribute certificates (RFC 5755): grant, list, export, verify."""
 
@@ -369,10 +419,12 @@ def attr_export(app: AppContext, serial: str, out: str | None, pem: bool) -> Non
     with inst.database.read() as session:
         cert = repo.get_certificate(session, format_serial(parse_serial(serial)))
     if cert.kind != repo.ATTRIBUTE:
-        fail(f"{cert.serial} is an {cert.kind} certificate, not an attribute certificate")
+        raise CertgateError(
+            f"{cert.serial} is an {cert.kind} certificate, not an attribute certificate"
+        )
     data = attribute_cert.attribute_certificate_pem(cert.der) if pem else cert.der
     if out is None and not pem and sys.stdout.isatty():
-        fail("refusing to write DER to a terminal: use --out FILE or --pem")
+        raise CertgateError("refusing to write DER to a terminal: use --out FILE or --pem")
     write_output(out, data)
 
 
@@ -438,7 +490,7 @@ def revoke(app: AppContext, serial: str, reason: str) -> None:
 def crl(app: AppContext, out: str | None, ac_out: str | None, der: bool) -> None:
     """Issue fresh CRLs; without options print both as PEM."""
     if der and not (out or ac_out):
-        fail("--der needs --out or --ac-out")
+        raise CertgateError("--der needs --out or --ac-out")
     inst = app.installation()
     identity_crl, attribute_crl = inst.crls()
     encoding = Encoding.DER if der else Encoding.PEM
@@ -455,7 +507,7 @@ def crl(app: AppContext, out: str | None, ac_out: str | None, der: bool) -> None
 # -- database ---------------------------------------------------------------------------------
 
 
-@click.group("db")
+@click.group("db", cls=CommandGroup)
 def db_group() -> None:
     """Database schema maintenance."""
 

@@ -81,17 +81,43 @@ class CertgateGroup(click.Group):
 
 
 def _audit_refusal(ctx: click.Context, exc: BaseException) -> None:
+    """Record the refusal in the installation's audit log, if there is one to write to.
+
+    Input is often refused before the command opened the installation (a malformed key
+    file, a bad --valid); the refusal is still recorded when the home exists. A missing
+    home, an unreachable database or a broken audit log leave nothing to record in.
+    """
     app = ctx.find_object(AppContext)
-    installation = app.opened if app else None
-    if installation is None or isinstance(exc, StoreError | AuditError):
+    if app is None or isinstance(exc, StoreError | AuditError):
         return
+    installation = app.opened
+    if installation is None:
+        if not app.home.exists():
+            return
+        try:
+            installation = app.installation()
+        except (CertgateError, CAError, OSError):
+            return
     try:
         installation.record_failure(
-            "cli.refused", one_line(exc), details={"command": app.command_path if app else "?"}
+            "cli.refused", one_line(exc), details={"command": app.command_path}
         )
-    except (CertgateError, CAError):
+    except (CertgateError, CAError, OSError):
         click.echo("certgate: warning: the refusal could not be written to the audit log",
                    err=True)
+
+
+class CommandGroup(click.Group):
+    """A command group below ``certgate`` that notes which command runs, for the audit log."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        app = ctx.find_object(AppContext)
+        if app is not None and command is not None:
+            app.command_path = f"{app.command_path} {command.name}"
+        return name, command, rest
 
 
 @click.group(cls=CertgateGroup)
@@ -102,7 +128,7 @@ def _audit_refusal(ctx: click.Context, exc: BaseException) -> None:
 def cli(ctx: click.Context, home_option: str | None) -> None:
     """certgate: certificate-based access to virtual machine consoles."""
     app = AppContext(Home.locate(home_option))
-    app.command_path = " ".join(sys.argv[1:3]) if len(sys.argv) > 1 else "certgate"
+    app.command_path = ctx.invoked_subcommand or "certgate"
     ctx.obj = app
 
 
@@ -112,9 +138,10 @@ def register(*modules: Callable[[click.Group], None]) -> None:
 
 
 def main() -> None:
-    from certgate.cli import ca_commands
+    from certgate.cli import audit_commands, ca_commands, gateway_commands
 
-    register(ca_commands.add_commands)
+    register(ca_commands.add_commands, audit_commands.add_commands,
+             gateway_commands.add_commands)
     try:
         cli.main(prog_name="certgate", standalone_mode=True)
     except KeyboardInterrupt:

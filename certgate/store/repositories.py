@@ -228,6 +228,14 @@ def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCer
     )
 
 
+def ssh_certificates_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
+    return _certificates(
+        session,
+        CertificateRow.kind == SSH,
+        CertificateRow.key_fingerprint == key_fingerprint,
+    )
+
+
 def attribute_certificates_for_holder(
     session: Session, holder_serial: str
 ) -> list[IssuedCertificate]:
@@ -254,7 +262,9 @@ def revoke_certificate(
 
 
 def revoked_certificates(session: Session, kinds: Sequence[str]) -> list[IssuedCertificate]:
-    return _certificates(session, CertificateRow.kind.in_(kinds), CertificateRow.status == "revoked")
+    return _certificates(
+        session, CertificateRow.kind.in_(kinds), CertificateRow.status == "revoked"
+    )
 
 
 def revoked_serials(session: Session, kinds: Sequence[str]) -> frozenset[str]:

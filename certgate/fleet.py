@@ -1,0 +1,151 @@
+"""Administering what the gateway guards: VMs, policy versions and OpenSSH certificates.
+
+Like the CA operations in ``authority.py``, each change and its audit event commit together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ca import keys, ssh_certs
+from ca.serials import format_serial
+from certgate.audit.log import append_in
+from certgate.authority import Installation
+from certgate.consoles.uri import parse_console_uri
+from certgate.errors import CertgateError
+from certgate.policy import (
+    Decision,
+    Policy,
+    RequestContext,
+    Subject,
+    VMInfo,
+    decide,
+    load_policy,
+    policy_fingerprint,
+)
+from certgate.store import repositories as repo
+
+VM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_SSH_CERT_VALIDITY = timedelta(days=7)
+
+
+def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not LABEL.match(key) or not LABEL.match(value):
+            raise CertgateError(f"label {item!r}: expected key=value (letters, digits, . _ -)")
+        labels[key] = value
+    return labels
+
+
+def add_vm(inst: Installation, name: str, console_uri: str, labels: dict[str, str]) -> repo.VM:
+    if not VM_NAME.match(name):
+        raise CertgateError(
+            f"VM name {name!r}: use lower-case letters, digits, '.', '_' or '-' (max 64)"
+        )
+    target = parse_console_uri(console_uri)
+    with inst.admin_write() as session:
+        vm = repo.add_vm(session, name, str(target), labels)
+        append_in(session, [inst.event("vm.add", outcome="ok", vm=name,
+                                       details={"console": str(target), "labels": labels})])
+    return vm
+
+
+def remove_vm(inst: Installation, name: str) -> repo.VM:
+    with inst.admin_write() as session:
+        vm = repo.remove_vm(session, name)
+        append_in(session, [inst.event("vm.remove", outcome="ok", vm=name,
+                                       details={"console": vm.console_uri})])
+    return vm
+
+
+@dataclass(frozen=True)
+class AppliedPolicy:
+    version: repo.PolicyVersion
+    policy: Policy
+    unchanged: bool
+
+
+def apply_policy(inst: Installation, text: str, source_name: str) -> AppliedPolicy:
+    """Validate and store a new policy version (no new version if the text is unchanged)."""
+    policy = load_policy(text, source_name)
+    fingerprint = policy_fingerprint(text)
+    with inst.admin_write() as session:
+        current = repo.current_policy(session)
+        if current is not None and current.fingerprint == fingerprint:
+            return AppliedPolicy(current, policy, unchanged=True)
+        version = repo.add_policy_version(
+            session, source=text, source_name=source_name, fingerprint=fingerprint,
+            applied_by=inst.actor,
+        )
+        append_in(session, [inst.event(
+            "policy.apply", outcome="ok",
+            details={"version": version.version, "fingerprint": fingerprint,
+                     "source": source_name, "rules": [r.name for r in policy.rules],
+                     "previous": current.version if current else None})])
+    return AppliedPolicy(version, policy, unchanged=False)
+
+
+def check_policy(
+    inst: Installation,
+    user: str,
+    vm_name: str,
+    *,
+    source: str | None,
+    at: datetime,
+) -> tuple[Decision, Subject]:
+    """What the gateway would decide for this user, VM, source and time (no login needed)."""
+    from certgate.gateway.access import AccessService, Credential, Identity, parse_source
+
+    access = AccessService(inst)
+    with inst.database.read() as session:
+        identity_row = inst.current_identity(session, user)
+        vm = repo.get_vm(session, vm_name)
+    identity = Identity(user, identity_row.serial, identity_row.not_after,
+                        Credential("key", identity_row.key_fingerprint or "", "-"))
+    attributes, _, _ = access.attributes_for(identity, vm.name, at)
+    _, policy = access.current_policy()
+    subject = Subject(user, attributes)
+    decision = decide(policy, subject, VMInfo(vm.name, vm.labels),
+                      RequestContext(parse_source(source), at))
+    return decision, subject
+
+
+def issue_ssh_certificate(
+    inst: Installation, user: str, public_key: keys.PublicKey, valid_for: timedelta
+) -> tuple[bytes, str]:
+    """A short-lived OpenSSH user certificate bound to the user's current identity."""
+    if not timedelta(0) < valid_for <= MAX_SSH_CERT_VALIDITY:
+        raise CertgateError("--valid must be positive and at most 7d (short-lived by design)")
+    ca_key = keys.read_private_key(inst.home.ssh_ca_key, inst.passphrase())
+    with inst.admin_write() as session:
+        identity = inst.current_identity(session, user)
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        end = min(start + valid_for, identity.not_after)
+        serial = ssh_certs.new_ssh_serial()
+        line = ssh_certs.build_user_certificate(
+            ca_key, public_key, key_id=f"{user}:{identity.serial}", serial=serial,
+            not_before=start, not_after=end,
+        )
+        blob = _certificate_blob(line)
+        serial_text = format_serial(serial)
+        repo.add_certificate(
+            session, serial=serial_text, kind=repo.SSH, user=user, der=blob,
+            subject=f"openssh user certificate for {user}", not_before=start, not_after=end,
+            holder_serial=identity.serial, key_fingerprint=keys.spki_sha256(public_key),
+        )
+        append_in(session, [inst.event(
+            "ssh-cert.issue", outcome="ok", user=user, serial=serial_text,
+            details={"identity": identity.serial, "not_after": end.isoformat(),
+                     "key": ssh_certs.ssh_fingerprint(public_key)})])
+    return line, serial_text
+
+
+def _certificate_blob(line: bytes) -> bytes:
+    import base64
+
+    return base64.b64decode(line.split()[1])

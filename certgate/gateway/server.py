@@ -1,0 +1,376 @@
+"""``certgate serve``: the asyncssh server that turns SSH logins into console sessions.
+
+The SSH login name only says where the user wants to go (a VM, or anything else for the
+list of reachable VMs); who they are was settled during authentication (``login.py``).
+A watcher re-checks every live session each second, so revoking an identity or attribute
+certificate, or applying a policy that removes access, ends sessions within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncssh
+
+from ca.keys import read_private_key
+from ca.ssh_certs import ssh_private_key
+from certgate.audit import sessions as session_log
+from certgate.audit.chain import AuditEvent
+from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
+from certgate.authority import Installation
+from certgate.consoles.backends import UpstreamSshOptions
+from certgate.consoles.hub import ConsoleHub
+from certgate.consoles.uri import parse_console_uri
+from certgate.errors import CertgateError
+from certgate.gateway.access import AccessRefused, AccessService, Credential, Grant, Identity
+from certgate.gateway.login import LoginState, install_login_hook, peer_address
+from certgate.gateway.session import (
+    LiveSession,
+    SessionEnvironment,
+    run_console_session,
+    wants_interaction,
+)
+from certgate.policy.model import sorted_privileges
+
+log = logging.getLogger(__name__)
+
+INFO_TARGETS = {"whoami"}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str
+    port: int
+    gateway_id: str
+    watch_interval: float = 1.0
+    heartbeat_interval: float = 5.0
+    checkpoint_interval: float = 300.0
+
+
+class _Connection(asyncssh.SSHServer):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.state = LoginState()
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        source = peer_address(conn)
+
+        async def audit(outcome: str, target: str, reason: str | None,
+                        credential: Credential | None, user: str | None) -> None:
+            await self.gateway.audit(AuditEvent(
+                "auth.login", self.gateway.actor, outcome=outcome, user=user, vm=target,
+                source=source,
+                details={"key": credential.ssh_fingerprint if credential else None,
+                         "credential": credential.kind if credential else None,
+                         "reason": reason},
+            ))
+
+        install_login_hook(conn, self.state, self.gateway.access, audit)
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # The wrapped connection validator has already tied this key to an identity.
+        return True
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return self.gateway.ssh_ca_key is not None and (
+            key.public_data == self.gateway.ssh_ca_key.public_data
+        )
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+
+class Gateway:
+    """One running gateway process."""
+
+    def __init__(self, installation: Installation, options: ServeOptions) -> None:
+        self.installation = installation
+        self.options = options
+        self.access = AccessService(installation)
+        self.actor = session_log.gateway_actor(options.gateway_id)
+        self.live: dict[str, LiveSession] = {}
+        self.hubs: dict[str, ConsoleHub] = {}
+        self.ssh_ca_key: asyncssh.SSHKey | None = None
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._signer: CheckpointSigner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.env = SessionEnvironment(
+            installation.database, installation.home.recordings_dir, options.gateway_id,
+            self.live,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> Sequence[int]:
+        home = self.installation.home
+        passphrase = self.installation.passphrase()
+        host_key = ssh_private_key(read_private_key(home.host_key, passphrase))
+        host_cert = asyncssh.read_certificate(str(home.host_ssh_cert))
+        self.ssh_ca_key = asyncssh.read_public_key(str(home.ssh_ca_pub))
+        self._upstream = UpstreamSshOptions(
+            client_keys=[ssh_private_key(read_private_key(home.upstream_key, passphrase))],
+            known_hosts=home.upstream_known_hosts,
+            trusted_host_ca_keys=[home.ssh_ca_pub],
+        )
+        # Load the checkpoint signer up front: a wrong passphrase must stop start-up, not
+        # surface at the first checkpoint.
+        self._signer = await asyncio.to_thread(load_signer, self.installation)
+        await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
+        reaped = await asyncio.to_thread(
+            session_log.reap_abnormal, self.installation.database, self.options.gateway_id, None
+        )
+        for session in reaped:
+            log.warning("session %s of %s ended abnormally before this start", session.id,
+                        session.user)
+        ca_line = self.ssh_ca_key.export_public_key("openssh").decode().strip()
+        self._server = await asyncssh.create_server(
+            lambda: _Connection(self),
+            self.options.host,
+            self.options.port,
+            server_host_keys=[(host_key, host_cert)],
+            authorized_client_keys=asyncssh.import_authorized_keys(
+                f'cert-authority,principals="*" {ca_line}\n'
+            ),
+            process_factory=self._handle,
+            encoding=None,
+            line_editor=False,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=30,
+            reuse_address=True,
+        )
+        self._tasks = [
+            asyncio.create_task(self._watch()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._checkpoints()),
+        ]
+        await self.audit(AuditEvent("gateway.start", self.actor, outcome="ok",
+                                    details={"listen": f"{self.options.host}:"
+                                                       f"{self.options.port}"}))
+        return [s.getsockname()[1] for s in self._server.sockets
+                if s.family in (socket.AF_INET, socket.AF_INET6)]
+
+    async def stop(self) -> None:
+        for live in list(self.live.values()):
+            live.terminate("the gateway is shutting down")
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for _ in range(50):
+            if not self.live:
+                break
+            await asyncio.sleep(0.1)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for hub in self.hubs.values():
+            await hub.close()
+        with contextlib.suppress(CertgateError):
+            await self.audit(AuditEvent("gateway.stop", self.actor, outcome="ok"))
+            await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
+
+    async def audit(self, event: AuditEvent) -> None:
+        await asyncio.to_thread(self.installation.audit.record, event)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _hub(self, vm_name: str, console_uri: str) -> ConsoleHub:
+        hub = self.hubs.get(vm_name)
+        target = parse_console_uri(console_uri)
+        if hub is None or hub.target != target:
+            hub = ConsoleHub(target, ssh_options=self._upstream)
+            self.hubs[vm_name] = hub
+        return hub
+
+    async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        conn = process.channel.get_connection()
+        owner = conn.get_owner()
+        identity = owner.state.identity if isinstance(owner, _Connection) else None
+        status = 1
+        try:
+            if identity is None:  # cannot happen after successful auth; fail closed anyway
+                process.stdout.write(b"certgate: not authenticated\r\n")
+            else:
+                status = await self._serve(process, identity, peer_address(conn))
+        except (CertgateError, asyncssh.Error, ConnectionError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                process.stdout.write(f"certgate: {exc}\r\n".encode())
+        except Exception:
+            log.exception("session handler failed")
+            with contextlib.suppress(Exception):
+                process.stdout.write(b"certgate: internal error; the session is closed\r\n")
+        finally:
+            with contextlib.suppress(Exception):
+                process.exit(status)
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes], identity: Identity,
+                     source: str | None) -> int:
+        target = process.get_extra_info("username") or ""
+        command = (process.command or "").strip() or None
+        if target in INFO_TARGETS or command == "whoami":
+            await self._whoami(process, identity)
+            return 0
+        if command not in (None, "view"):
+            process.stdout.write(f"certgate: unknown command {command!r} (use: view, whoami)"
+                                 f"\r\n".encode())
+            return 2
+        try:
+            grant = await asyncio.to_thread(self.access.decide, identity, target, source)
+        except AccessRefused:
+            await self._list(process, identity, source, target)
+            return 0 if command is None else 1
+        interactive = wants_interaction(grant, command)
+        await self._audit_decision(grant, source, interactive)
+        if not grant.allowed or interactive is None:
+            text = grant.decision.explain() if not grant.allowed else (
+                "view-only access is not granted")
+            lines = "\r\n".join(f"  {line}" for line in text.splitlines())
+            process.stdout.write(
+                f"certgate: access to {target} denied\r\n{lines}\r\n".encode())
+            return 1
+        assert grant.vm is not None
+        hub = self._hub(grant.vm.name, grant.vm.console_uri)
+        return await run_console_session(process, hub, grant, interactive=interactive,
+                                         source=source, env=self.env)
+
+    async def _audit_decision(self, grant: Grant, source: str | None,
+                              interactive: bool | None) -> None:
+        allowed = grant.allowed and interactive is not None
+        await self.audit(AuditEvent(
+            "access.decide", self.actor, outcome="allow" if allowed else "deny",
+            user=grant.identity.user, vm=grant.vm.name if grant.vm else None,
+            serial=grant.identity.serial, source=source,
+            details={
+                "key": grant.identity.credential.ssh_fingerprint,
+                "privileges": sorted_privileges(grant.decision.privileges),
+                "mode": None if interactive is None else (
+                    "interactive" if interactive else "view"),
+                "matched_rules": list(grant.decision.matched_rules),
+                "reasons": list(grant.decision.reasons),
+                "attributes": grant.attributes.as_dict(),
+                "attribute_certificates": list(grant.attribute_serials),
+                "rejected_attribute_certificates": list(grant.rejected_attribute_certificates),
+                "policy_version": grant.policy_version,
+            },
+        ))
+
+    async def _whoami(self, process: asyncssh.SSHServerProcess[bytes],
+                      identity: Identity) -> None:
+        from datetime import UTC, datetime
+
+        attributes, serials, rejected = await asyncio.to_thread(
+            self.access.attributes_for, identity, None, datetime.now(UTC))
+        lines = [
+            f"user        {identity.user}",
+            f"identity    {identity.serial} (valid until {identity.not_after.isoformat()})",
+            f"credential  {identity.credential.kind} {identity.credential.ssh_fingerprint}",
+            f"attributes  {attributes.describe() or '(none)'}",
+            f"from ACs    {', '.join(serials) or '(none)'}",
+        ]
+        lines += [f"rejected    {r}" for r in rejected]
+        process.stdout.write(("\r\n".join(lines) + "\r\n").encode())
+
+    async def _list(self, process: asyncssh.SSHServerProcess[bytes], identity: Identity,
+                    source: str | None, target: str) -> None:
+        reachable = await asyncio.to_thread(self.access.reachable, identity, source)
+        lines = [f"certgate: no VM named {target!r}." if target else "certgate:",
+                 f"VMs {identity.user} may reach now:"]
+        if not reachable:
+            lines.append("  (none)")
+        for vm, decision in reachable:
+            lines.append(f"  {vm.name:<20} {', '.join(sorted_privileges(decision.privileges))}")
+        lines.append(f"connect with: ssh -p {self.options.port} VM@<gateway>  "
+                     f"(add the command `view` to watch without typing)")
+        process.stdout.write(("\r\n".join(lines) + "\r\n").encode())
+
+    # -- background duties --------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Re-decide every live session; end those that lost access."""
+        while True:
+            await asyncio.sleep(self.options.watch_interval)
+            for live in list(self.live.values()):
+                try:
+                    reason = await asyncio.to_thread(self._still_allowed, live)
+                except Exception as exc:  # fail closed: an error re-checking ends the session
+                    reason = f"access could not be re-checked ({type(exc).__name__})"
+                if reason:
+                    live.terminate(reason)
+                    await self.audit(AuditEvent(
+                        "session.revoked", self.actor, outcome="deny",
+                        user=live.grant.identity.user,
+                        vm=live.grant.vm.name if live.grant.vm else None,
+                        serial=live.grant.identity.serial, source=live.source,
+                        session_id=live.session_id, details={"reason": reason}))
+
+    def _still_allowed(self, live: LiveSession) -> str | None:
+        identity = live.grant.identity
+        problem = self.access.identity_still_valid(identity)
+        if problem:
+            return problem
+        assert live.grant.vm is not None
+        try:
+            grant = self.access.decide(identity, live.grant.vm.name, live.source)
+        except AccessRefused as exc:
+            return str(exc)
+        needed = "console.interact" if live.interactive else "console.view"
+        if not grant.allowed or needed not in grant.decision.privileges:
+            return "access withdrawn: " + "; ".join(grant.decision.reasons or ("policy",))
+        return None
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            for session_id in list(self.live):
+                with contextlib.suppress(CertgateError):
+                    await asyncio.to_thread(session_log.heartbeat,
+                                            self.installation.database, session_id)
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.checkpoint_interval)
+            try:
+                await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
+            except CertgateError as exc:
+                log.error("audit checkpoint failed: %s", exc)
+
+
+async def serve_forever(installation: Installation, options: ServeOptions,
+                        ready: Any = None) -> None:
+    gateway = Gateway(installation, options)
+    ports = await gateway.start()
+    if ready is not None:
+        ready(ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+SESSION_STALE_AFTER = timedelta(seconds=30)

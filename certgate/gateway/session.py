@@ -1,0 +1,250 @@
+"""One console session: from an allowed decision to bytes flowing, and a clean end.
+
+Order matters for the audit promise: the session row and its ``session.start`` event are
+committed before the console is attached, so no byte can reach a guest unrecorded; if that
+commit fails, the session never opens. The end is recorded whichever way the session ends:
+the user leaves, the guest hangs up, the client vanishes, a limit or a revocation ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from certgate.audit import sessions as session_log
+from certgate.audit.recording import AsciicastWriter, recording_path
+from certgate.consoles.errors import ConsoleError
+from certgate.consoles.hub import Attachment, ConsoleHub
+from certgate.errors import CertgateError
+from certgate.gateway.access import Grant
+from certgate.policy import BREAK, INTERACT
+from certgate.store.database import Database
+
+log = logging.getLogger(__name__)
+
+DETACH_KEY = b"\x1d"  # Ctrl-]: as with telnet and virsh console
+READ_SIZE = 65536
+
+
+@dataclass
+class LiveSession:
+    """What the gateway's watcher needs to know about a running session, and its off switch."""
+
+    session_id: str
+    grant: Grant
+    source: str | None
+    interactive: bool
+    started_at: float = field(default_factory=time.monotonic)
+    last_input: float = field(default_factory=time.monotonic)
+    end_reason: str | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def terminate(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.ended.set()
+
+
+@dataclass(frozen=True)
+class SessionEnvironment:
+    """The gateway-wide things a session needs."""
+
+    database: Database
+    recordings_dir: Path
+    gateway_id: str
+    live: dict[str, LiveSession]
+
+
+def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
+    with contextlib.suppress(Exception):
+        process.stdout.write(f"\r\ncertgate: {text}\r\n".encode())
+
+
+async def run_console_session(
+    process: asyncssh.SSHServerProcess[bytes],
+    hub: ConsoleHub,
+    grant: Grant,
+    *,
+    interactive: bool,
+    source: str | None,
+    env: SessionEnvironment,
+) -> int:
+    """Pass the session through; returns the exit status for the SSH client."""
+    assert grant.vm is not None
+    cols, rows = _terminal_size(process)
+    session_id = str(uuid.uuid4())
+    privileges = sorted(grant.decision.privileges) if interactive else ["console.view"]
+    cast_path = recording_path(env.recordings_dir, session_id)
+    try:
+        await asyncio.to_thread(
+            session_log.start_session,
+            env.database,
+            user=grant.identity.user,
+            vm=grant.vm.name,
+            identity_serial=grant.identity.serial,
+            source=source,
+            privileges=privileges,
+            gateway_id=env.gateway_id,
+            recording_path=str(cast_path),
+            session_id=session_id,
+        )
+    except CertgateError as exc:
+        log.error("session refused: audit log unavailable: %s", exc)
+        _say(process, "the audit log cannot be written; no session is opened")
+        return 1
+
+    live = LiveSession(session_id, grant, source, interactive)
+    env.live[session_id] = live
+    recorder = AsciicastWriter(
+        cast_path, width=cols, height=rows, term=process.get_terminal_type() or "xterm",
+        title=f"{grant.identity.user}@{grant.vm.name}",
+    )
+    attachment: Attachment | None = None
+    status = 0
+    try:
+        try:
+            attachment = await hub.attach(
+                session_id,
+                can_interact=interactive,
+                can_break=interactive and BREAK in grant.decision.privileges,
+                cols=cols,
+                rows=rows,
+            )
+        except ConsoleError as exc:
+            live.terminate(f"console unavailable: {exc}")
+            _say(process, f"{grant.vm.name}: {exc}")
+            return 1
+        mode = "interactive" if interactive else "view-only"
+        process.stdout.write(
+            f"certgate: connected to {grant.vm.name} ({mode}); Ctrl-] leaves\r\n".encode()
+        )
+        status = await _pump(process, attachment, live, recorder)
+    finally:
+        env.live.pop(session_id, None)
+        stats = None
+        if attachment is not None:
+            with contextlib.suppress(Exception):
+                stats = await attachment.detach()
+        digest = await asyncio.to_thread(recorder.close)
+        reason = live.end_reason or "session ended"
+        try:
+            await asyncio.to_thread(
+                session_log.end_session,
+                env.database,
+                session_id,
+                reason=reason,
+                bytes_in=stats.bytes_to_guest if stats else 0,
+                bytes_out=stats.bytes_from_guest if stats else 0,
+                recording_sha256=digest,
+            )
+        except CertgateError as exc:
+            log.error("could not record the end of session %s: %s", session_id, exc)
+    return status
+
+
+def _terminal_size(process: asyncssh.SSHServerProcess[bytes]) -> tuple[int, int]:
+    cols, rows, *_ = process.get_terminal_size()
+    return (cols or 80), (rows or 24)
+
+
+async def _pump(
+    process: asyncssh.SSHServerProcess[bytes],
+    attachment: Attachment,
+    live: LiveSession,
+    recorder: AsciicastWriter,
+) -> int:
+    async def guest_to_user() -> None:
+        async for chunk in attachment:
+            recorder.output(chunk)
+            process.stdout.write(chunk)
+            await process.stdout.drain()
+        live.terminate(f"console closed: {attachment.end_reason or 'backend hung up'}")
+
+    async def user_to_guest() -> None:
+        while True:
+            try:
+                data = await process.stdin.read(READ_SIZE)
+            except asyncssh.TerminalSizeChanged as change:
+                recorder.resize(change.width, change.height)
+                await attachment.resize(change.width, change.height)
+                continue
+            except asyncssh.BreakReceived:
+                if not await attachment.send_break():
+                    process.stdout.write(b"\r\ncertgate: break not sent (not permitted or "
+                                         b"not supported by this console)\r\n")
+                continue
+            if not data:
+                live.terminate("client closed the session")
+                return
+            if DETACH_KEY in data:
+                before = data.split(DETACH_KEY, 1)[0]
+                if before and live.interactive:
+                    await attachment.send(before)
+                live.terminate("user detached")
+                return
+            live.last_input = time.monotonic()
+            if live.interactive:
+                recorder.input(data)
+            await attachment.send(data)
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            recorder.tick()
+            limit = _limit_reached(live)
+            if limit:
+                live.terminate(limit)
+
+    tasks = [asyncio.create_task(t) for t in (guest_to_user(), user_to_guest(), ticker())]
+    waiter = asyncio.create_task(_wait(live.ended))
+    try:
+        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                exc = task.exception()
+                if isinstance(exc, asyncssh.Error | ConnectionError | OSError | ConsoleError):
+                    live.terminate(f"connection lost: {exc}")
+                else:
+                    live.terminate(f"internal error: {type(exc).__name__}")
+                    log.error("session pump failed", exc_info=exc)
+    finally:
+        for task in [*tasks, waiter]:
+            task.cancel()
+        await asyncio.gather(*tasks, waiter, return_exceptions=True)
+    reason = live.end_reason or "session ended"
+    if reason not in ("user detached", "client closed the session"):
+        _say(process, f"session ended: {reason}")
+    return 0 if reason in ("user detached", "client closed the session") else 1
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+def _limit_reached(live: LiveSession) -> str | None:
+    decision = live.grant.decision
+    now = time.monotonic()
+    if decision.max_session and now - live.started_at >= decision.max_session.total_seconds():
+        return f"maximum session length {decision.max_session} reached"
+    if decision.idle_timeout and now - live.last_input >= decision.idle_timeout.total_seconds():
+        return f"idle for {decision.idle_timeout}"
+    return None
+
+
+def wants_interaction(grant: Grant, command: str | None) -> bool | None:
+    """True for interactive, False for view-only, None when neither is granted."""
+    privileges = grant.decision.privileges
+    if command == "view":
+        return False if "console.view" in privileges else None
+    if INTERACT in privileges:
+        return True
+    if "console.view" in privileges:
+        return False
+    return None
