@@ -20,6 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The QEMU demo/test guest downloads a Debian cloud kernel package: that needs package lists.
+if ! apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q "Candidate: [0-9]"; then
+  $SUDO apt-get update -qq
+fi
 # The Debian postgresql package starts a cluster of its own; certgate's tests start their own.
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh]'

@@ -27,7 +27,7 @@ from certgate.store import repositories as repo
 
 
 def add_commands(cli: click.Group) -> None:
-    for command in (vm_group, policy_group, ssh_cert, serve):
+    for command in (vm_group, policy_group, ssh_cert, serve, demo):
         cli.add_command(command)
 
 
@@ -227,3 +227,17 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
                    f"{','.join(map(str, ports))}", err=True)
 
     asyncio.run(serve_forever(inst, options, ready))
+
+
+@click.command()
+@click.option("--home", "demo_home", default="demo-home", show_default=True, metavar="DIR",
+              help="Where to create the throwaway demo installation (replaced if it is one).")
+@click.option("--port", default=2222, show_default=True, help="Preferred port on 127.0.0.1.")
+@click.option("--simulated", is_flag=True, help="Skip QEMU; use the simulated console.")
+def demo(demo_home: str, port: int, simulated: bool) -> None:
+    """Create a demo installation with a VM and run the gateway on loopback."""
+    from certgate.demo.run import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run_demo(Path(demo_home).absolute(), port=port, want_qemu=not simulated,
+             say=lambda line: click.echo(line, err=False))
