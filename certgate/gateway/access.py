@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from ca import attribute_cert
 from ca.attributes import AttributeSet, ClearanceLevel
 from ca.errors import CAError, VerificationError
-from ca.serials import parse_serial
+from ca.serials import format_serial, parse_serial
 from ca.verify import verify_attribute_certificate, verify_identity_certificate
 from certgate.authority import Installation
 from certgate.errors import CertgateError
@@ -49,10 +49,11 @@ class AccessRefused(CertgateError):
 class Credential:
     """What the client proved possession of during SSH authentication."""
 
-    kind: str  # key | openssh-cert
+    kind: str  # key | openssh-cert | x509
     key_fingerprint: str  # SHA-256 of the SubjectPublicKeyInfo of the authenticating key
     ssh_fingerprint: str  # SHA256:... as ssh-keygen shows it, for audit readers
     ssh_cert_blob: bytes | None = None
+    x509_der: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,9 @@ class AccessService:
         at = at or datetime.now(UTC)
         with self.database.read() as session:
             if credential.kind == "openssh-cert":
-                row = self._identity_for_ssh_cert(session, credential)
-                candidates = [row]
+                candidates = [self._identity_for_ssh_cert(session, credential)]
+            elif credential.kind == "x509":
+                candidates = [self._identity_for_x509(session, credential)]
             else:
                 candidates = repo.identities_for_key(session, credential.key_fingerprint)
                 if not candidates:
@@ -160,6 +162,20 @@ class AccessService:
         if ssh_row.status == "revoked":
             raise AccessRefused(f"OpenSSH certificate {ssh_row.serial} is revoked")
         return repo.get_certificate(session, ssh_row.holder_serial or "")
+
+    def _identity_for_x509(
+        self, session: Session, credential: Credential
+    ) -> repo.IssuedCertificate:
+        """The presented X.509 certificate must be, byte for byte, one we issued."""
+        refusal = AccessRefused("the X.509 certificate was not issued by this gateway's CA")
+        try:
+            cert = x509.load_der_x509_certificate(credential.x509_der or b"")
+            row = repo.get_certificate(session, format_serial(cert.serial_number))
+        except (ValueError, CertgateError) as exc:
+            raise refusal from exc
+        if row.kind != repo.IDENTITY or row.der != credential.x509_der:
+            raise refusal
+        return row
 
     @staticmethod
     def _identity_ssh_row(

@@ -29,16 +29,49 @@ log = logging.getLogger(__name__)
 AuditHook = Callable[[str, str, str | None, Credential | None, str | None], Awaitable[None]]
 
 
+X509_PREFIX = b"x509v3-"
+
+
+def _ssh_string(data: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(data):
+        raise AccessRefused("truncated X.509 certificate chain")
+    length = int.from_bytes(data[offset:offset + 4], "big")
+    end = offset + 4 + length
+    if end > len(data):
+        raise AccessRefused("truncated X.509 certificate chain")
+    return data[offset + 4:end], end
+
+
+def x509_leaf(key_data: bytes) -> bytes | None:
+    """The end-entity certificate (DER) of an RFC 6187 ``x509v3-*`` key blob, else None.
+
+    RFC 6187 section 2.1: string algorithm, uint32 count, count x string DER, ... The leaf
+    comes first. Parsed here because asyncssh keeps its decoded chain private.
+    """
+    algorithm, offset = _ssh_string(key_data, 0)
+    if not algorithm.startswith(X509_PREFIX):
+        return None
+    if offset + 4 > len(key_data) or int.from_bytes(key_data[offset:offset + 4], "big") < 1:
+        raise AccessRefused("empty X.509 certificate chain")
+    leaf, _ = _ssh_string(key_data, offset + 4)
+    return leaf
+
+
 def credential_from_blob(key_data: bytes) -> Credential:
-    """Decode what the client presented: a plain public key or an OpenSSH user certificate."""
+    """Decode what the client presented: a key, an OpenSSH or an X.509 (RFC 6187) certificate."""
     try:
         cert = decode_ssh_certificate(key_data)
     except (asyncssh.KeyImportError, ValueError):
         cert = None
     if cert is not None:
-        if cert.is_x509_chain:
-            raise AccessRefused("X.509 certificate chains are not accepted on this gateway")
         key = public_key_from_ssh(cert.key)
+        if cert.is_x509_chain:
+            return Credential(
+                kind="x509",
+                key_fingerprint=spki_sha256(key),
+                ssh_fingerprint=cert.key.get_fingerprint("sha256"),
+                x509_der=x509_leaf(key_data),
+            )
         return Credential(
             kind="openssh-cert",
             key_fingerprint=spki_sha256(key),
@@ -89,7 +122,10 @@ def install_login_hook(
                 state.refusals.append(reason)
                 await audit("deny", username, reason, credential, None)
             return False
-        accepted: bool = await original(username, key_data, msg, signature)
+        # For X.509 chains asyncssh would require the login name among the certificate's
+        # e-mail addresses; our login name names a VM, and identity is already settled above.
+        checked_name = "" if credential.kind == "x509" else username
+        accepted: bool = await original(checked_name, key_data, msg, signature)
         if accepted and msg:
             state.identity = identity
             await audit("allow", username, None, credential, identity.user)
