@@ -105,6 +105,7 @@ async def run_console_session(
     recorder = AsciicastWriter(
         cast_path, width=cols, height=rows, term=process.get_terminal_type() or "xterm",
         title=f"{grant.identity.user}@{grant.vm.name}",
+        record_input=grant.decision.record_input,
     )
     attachment: Attachment | None = None
     status = 0

@@ -1,0 +1,244 @@
+"""Loading a policy document (YAML text) into the model, and fingerprinting its text.
+
+The loader is strict on purpose: unknown keys, duplicate keys, empty lists and unknown values
+are errors, because a typo that is silently ignored widens or narrows access unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network
+from typing import Literal
+
+from ca.attributes import ClearanceLevel
+from certgate.policy.errors import PolicyError
+from certgate.policy.model import (
+    CLEARANCE_BY_NAME,
+    Policy,
+    Privilege,
+    Rule,
+    SourceLocation,
+    TimeWindow,
+)
+from certgate.policy.values import (
+    check_timezone,
+    parse_cidr,
+    parse_days,
+    parse_duration,
+    parse_hours,
+)
+from certgate.policy.yamlnodes import Cursor, compose_document
+
+__all__ = ["PolicyError", "load_policy", "normalize_policy_text", "policy_fingerprint"]
+
+SUPPORTED_VERSION = "1"
+_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_PRIVILEGE_NAMES = [p.value for p in Privilege]
+
+
+def load_policy(text: str, source_name: str = "<policy>") -> Policy:
+    """Parse and validate a policy document; ``PolicyError`` names the place of any problem."""
+    root = compose_document(text, source_name)
+    if root is None:
+        raise PolicyError(
+            source_name, 1, 1, "", "empty policy document (expected 'version' and 'rules')"
+        )
+    doc = Cursor(root, "", source_name).mapping(
+        ["version", "description", "rules"], required=["version", "rules"]
+    )
+    version = doc["version"].string()
+    if version != SUPPORTED_VERSION:
+        raise doc["version"].error(f"unsupported version {version!r} (expected 1)")
+    description = doc["description"].string() if "description" in doc else None
+    rules: list[Rule] = []
+    first_defined: dict[str, SourceLocation] = {}
+    for item in doc["rules"].sequence(non_empty=False):
+        rule = _rule(item)
+        if rule.name in first_defined:
+            name_cursor = item.mapping(_RULE_KEYS)["name"]
+            raise name_cursor.error(
+                f"duplicate rule name {rule.name!r} (first defined at line "
+                f"{first_defined[rule.name].line})"
+            )
+        first_defined[rule.name] = rule.location
+        rules.append(rule)
+    return Policy(rules=tuple(rules), description=description)
+
+
+def normalize_policy_text(text: str) -> str:
+    """The text as it is versioned: LF line ends, no trailing blanks, one final newline.
+
+    Comments and layout are kept: the stored document is what people read and review.
+    """
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def policy_fingerprint(text: str) -> str:
+    """SHA-256 (hex) of ``normalize_policy_text(text)``: the version identity of a policy."""
+    return hashlib.sha256(normalize_policy_text(text).encode("utf-8")).hexdigest()
+
+
+_RULE_KEYS = ["name", "description", "effect", "vms", "require", "privileges", "when", "session"]
+
+
+def _rule(cursor: Cursor) -> Rule:
+    entries = cursor.mapping(_RULE_KEYS, required=["name", "effect", "vms"])
+    name = entries["name"].string()
+    if not _RULE_NAME.match(name):
+        raise entries["name"].error(
+            f"invalid rule name {name!r} (letters, digits, '.', '_', ':' and '-'; no spaces)"
+        )
+    effect = _effect(entries["effect"])
+    vm_names, vm_labels = _vms(entries["vms"])
+    require = _require(entries["require"]) if "require" in entries else _Require()
+    privileges = _privileges(entries["privileges"]) if "privileges" in entries else frozenset()
+    if effect == "allow" and not privileges:
+        raise cursor.error("an allow rule must list 'privileges' (e.g. [console.view])")
+    sources, windows = _when(entries["when"]) if "when" in entries else ((), ())
+    max_session, idle, record_input = None, None, False
+    if "session" in entries:
+        if effect == "deny":
+            raise entries["session"].error("session limits apply to allow rules only")
+        max_session, idle, record_input = _session(entries["session"])
+    return Rule(
+        name=name,
+        effect=effect,
+        vm_names=vm_names,
+        vm_labels=vm_labels,
+        users=require.users,
+        any_roles=require.roles,
+        any_groups=require.groups,
+        min_clearance=require.clearance,
+        grants=require.grants,
+        privileges=privileges,
+        source_cidrs=sources,
+        time_windows=windows,
+        max_session=max_session,
+        idle_timeout=idle,
+        record_input=record_input,
+        location=cursor.location,
+        description=entries["description"].string() if "description" in entries else None,
+    )
+
+
+def _effect(cursor: Cursor) -> Literal["allow", "deny"]:
+    value = cursor.string()
+    if value == "allow":
+        return "allow"
+    if value == "deny":
+        return "deny"
+    raise cursor.error(f"unknown effect {value!r} (expected allow or deny)")
+
+
+def _vms(cursor: Cursor) -> tuple[tuple[str, ...], dict[str, str]]:
+    entries = cursor.mapping(["names", "labels"])
+    if not entries:
+        raise cursor.error("select VMs by 'names' and/or 'labels' (names: ['*'] selects all)")
+    names = tuple(entries["names"].strings()) if "names" in entries else ()
+    labels: dict[str, str] = {}
+    if "labels" in entries:
+        label_cursor = entries["labels"]
+        if label_cursor.is_mapping() and not label_cursor.node.value:
+            raise label_cursor.error("must not be empty (leave the key out instead)")
+        for key, value in label_cursor.mapping(None).items():
+            labels[key] = value.string()
+    return names, labels
+
+
+@dataclass
+class _Require:
+    users: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    grants: tuple[str, ...] = ()
+    clearance: ClearanceLevel | None = None
+
+
+def _require(cursor: Cursor) -> _Require:
+    entries = cursor.mapping(["users", "roles", "groups", "clearance", "grants"])
+    if not entries:
+        raise cursor.error("must not be empty (leave 'require' out to match every holder)")
+
+    def strings(key: str) -> tuple[str, ...]:
+        return tuple(entries[key].strings()) if key in entries else ()
+
+    result = _Require(strings("users"), strings("roles"), strings("groups"), strings("grants"))
+    if "clearance" in entries:
+        name = entries["clearance"].string()
+        if name not in CLEARANCE_BY_NAME:
+            raise entries["clearance"].error(
+                f"unknown clearance {name!r} (expected one of {', '.join(CLEARANCE_BY_NAME)})"
+            )
+        result.clearance = CLEARANCE_BY_NAME[name]
+    return result
+
+
+def _privileges(cursor: Cursor) -> frozenset[str]:
+    found: set[str] = set()
+    for item in cursor.sequence():
+        value = item.string()
+        if value not in _PRIVILEGE_NAMES:
+            raise item.error(
+                f"unknown privilege {value!r} (expected one of {', '.join(_PRIVILEGE_NAMES)})"
+            )
+        found.add(Privilege(value))
+    return frozenset(found)
+
+
+def _when(cursor: Cursor) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[TimeWindow, ...]]:
+    entries = cursor.mapping(["sources", "time"])
+    if not entries:
+        raise cursor.error("must not be empty (leave 'when' out for no conditions)")
+    sources = (
+        tuple(item.parsed(parse_cidr) for item in entries["sources"].sequence())
+        if "sources" in entries
+        else ()
+    )
+    windows: list[TimeWindow] = []
+    if "time" in entries:
+        time_cursor = entries["time"]
+        items = time_cursor.sequence() if time_cursor.is_sequence() else [time_cursor]
+        for item in items:
+            windows.extend(_time_windows(item))
+    return sources, tuple(windows)
+
+
+def _time_windows(cursor: Cursor) -> list[TimeWindow]:
+    entries = cursor.mapping(["days", "hours", "timezone"])
+    if "days" not in entries and "hours" not in entries:
+        raise cursor.error("a time window needs 'days' and/or 'hours'")
+    days: frozenset[int] = frozenset(range(7))
+    if "days" in entries:
+        days = frozenset().union(*(item.parsed(parse_days) for item in entries["days"].sequence()))
+    ranges = [(0, 24 * 60)]
+    if "hours" in entries:
+        hours = entries["hours"]
+        items = hours.sequence() if hours.is_sequence() else [hours]
+        ranges = [item.parsed(parse_hours) for item in items]
+    timezone = entries["timezone"].parsed(check_timezone) if "timezone" in entries else "UTC"
+    return [TimeWindow(days, start, end, timezone) for start, end in ranges]
+
+
+def _session(cursor: Cursor) -> tuple[timedelta | None, timedelta | None, bool]:
+    entries = cursor.mapping(["max", "idle", "record_input"])
+    if not entries:
+        raise cursor.error("must not be empty (leave 'session' out for no limits)")
+    max_session = entries["max"].parsed(parse_duration) if "max" in entries else None
+    idle = entries["idle"].parsed(parse_duration) if "idle" in entries else None
+    record_input = (
+        entries["record_input"].parsed(_parse_bool) if "record_input" in entries else False
+    )
+    return max_session, idle, record_input
+
+
+def _parse_bool(text: str) -> bool:
+    if text in ("true", "yes"):
+        return True
+    if text in ("false", "no"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")

@@ -1,0 +1,144 @@
+"""The policy model: immutable plain data, produced by the loader and read by the evaluator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
+from typing import Final, Literal
+
+from ca.attributes import ClearanceLevel
+
+
+class Privilege(StrEnum):
+    """What a holder may do on a console. Members are plain strings (``"console.view"``)."""
+
+    VIEW = "console.view"
+    INTERACT = "console.interact"
+    BREAK = "console.break"
+
+
+VIEW: Final = Privilege.VIEW
+INTERACT: Final = Privilege.INTERACT
+BREAK: Final = Privilege.BREAK
+ALL_PRIVILEGES: Final[frozenset[str]] = frozenset(Privilege)
+
+#: Privileges form a ladder: break implies interact implies view. A break or SysRq is useless
+#: without typing the follow-up key, and typing is useless without seeing the console.
+_IMPLIED: Final[Mapping[str, frozenset[str]]] = {
+    VIEW: frozenset({VIEW}),
+    INTERACT: frozenset({INTERACT, VIEW}),
+    BREAK: frozenset({BREAK, INTERACT, VIEW}),
+}
+
+
+def implied_privileges(privileges: Iterable[str]) -> frozenset[str]:
+    """The privileges granted by ``privileges``, closed under implication."""
+    return frozenset().union(*(_IMPLIED[p] for p in privileges))
+
+
+def privileges_withdrawn_by(privileges: Iterable[str]) -> frozenset[str]:
+    """The privileges a deny of ``privileges`` takes away: each one and all that imply it."""
+    denied = frozenset(privileges)
+    return frozenset(p for p, implied in _IMPLIED.items() if implied & denied)
+
+
+def sorted_privileges(privileges: Iterable[str]) -> list[str]:
+    """Privileges in ladder order (view, interact, break), for display."""
+    order = list(Privilege)
+    return [str(p) for p in sorted(privileges, key=lambda p: order.index(Privilege(p)))]
+
+
+def clearance_name(level: ClearanceLevel) -> str:
+    """The policy-file spelling of a clearance level (``top-secret``)."""
+    return level.name.lower().replace("_", "-")
+
+
+CLEARANCE_BY_NAME: Final[Mapping[str, ClearanceLevel]] = {
+    clearance_name(level): level for level in ClearanceLevel
+}
+
+DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where something was written: file name, 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Days of the week (0 = Monday) and a wall-clock range in a named IANA timezone.
+
+    ``start_minute``/``end_minute`` count minutes after midnight (``end_minute`` may be 1440,
+    i.e. 24:00). When ``end_minute < start_minute`` the window crosses midnight and belongs to
+    the day it starts on: ``fri 22:00-06:00`` covers Friday 22:00 until Saturday 06:00.
+    """
+
+    days: frozenset[int]
+    start_minute: int
+    end_minute: int
+    timezone: str = "UTC"
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end_minute < self.start_minute
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule.
+
+    Selection: the VM name matches any of ``vm_names`` (globs) -- or ``vm_names`` is empty --
+    and every ``vm_labels`` pair is present; at least one of the two is set.
+    Requirement: if any of ``users``/``any_roles``/``any_groups`` is set the holder must match
+    one entry of one of them; ``min_clearance`` and every one of ``grants`` must hold besides.
+    ``privileges`` as written; for a deny rule an empty set means "all privileges".
+    ``source_cidrs`` empty means any source; ``time_windows`` empty means any time.
+    """
+
+    name: str
+    effect: Literal["allow", "deny"]
+    vm_names: tuple[str, ...] = ()
+    vm_labels: Mapping[str, str] = field(default_factory=dict)
+    users: tuple[str, ...] = ()
+    any_roles: tuple[str, ...] = ()
+    any_groups: tuple[str, ...] = ()
+    min_clearance: ClearanceLevel | None = None
+    grants: tuple[str, ...] = ()
+    privileges: frozenset[str] = frozenset()
+    source_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    time_windows: tuple[TimeWindow, ...] = ()
+    max_session: timedelta | None = None
+    idle_timeout: timedelta | None = None
+    record_input: bool = False
+    location: SourceLocation = field(default=SourceLocation("<policy>", 0, 0), compare=False)
+    description: str | None = None
+
+    @property
+    def has_principals(self) -> bool:
+        return bool(self.users or self.any_roles or self.any_groups)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy document: rules in file order. With no rules, everything is denied."""
+
+    rules: tuple[Rule, ...] = ()
+    description: str | None = None
+
+    def rule(self, name: str) -> Rule:
+        """The rule called ``name``; ``KeyError`` if there is none."""
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        raise KeyError(name)
