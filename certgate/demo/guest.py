@@ -1,4 +1,4 @@
-"""A tiny QEMU test guest with a serial console, for console and gateway tests.
+"""A tiny QEMU guest with a serial console, for the demo and for console and gateway tests.
 
 ``build_test_guest(cache_dir)`` returns a Debian cloud kernel plus a busybox initramfs whose
 ``/init`` mounts proc/sys/devtmpfs, names the host ``certgate-guest`` and keeps a
@@ -9,7 +9,7 @@ the serial line on a QEMU chardev socket, the way a hypervisor host exposes VM c
 Build results are cached by content (kernel version, busybox binary, init script), so CI
 pays the download once. Pre-build from CI with::
 
-    python tests/consoles/guest.py build [CACHE_DIR]
+    python -m certgate.demo.guest build [CACHE_DIR]
 
 Nothing here runs ``apt-get update``: when the package lists are missing the build raises
 GuestUnavailable, and tests turn that into a skip with the reason.
