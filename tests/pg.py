@@ -77,7 +77,8 @@ class PostgresCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_cluster() -> PostgresCluster:
+def start_cluster(*, fsync: bool = False) -> PostgresCluster:
+    """Start a cluster; ``fsync=True`` makes commits durable (for benchmarks that claim so)."""
     bin_dir = _pg_bin()
     directory = Path(tempfile.mkdtemp(prefix="certgate-pg-"))
     run_as: list[str] = []
@@ -99,8 +100,8 @@ def start_cluster() -> PostgresCluster:
         subprocess.run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
              str(directory / "log"), "-o",
-             f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off "
-             "-c max_connections=200",
+             f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} "
+             f"-c fsync={'on' if fsync else 'off'} -c max_connections=200",
              "start"],
             check=True, capture_output=True, cwd=directory,
         )

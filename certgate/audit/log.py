@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -40,35 +40,52 @@ def entry_from_row(row: AuditEventRow) -> ChainEntry:
     )
 
 
-def _row_from_entry(entry: ChainEntry) -> AuditEventRow:
-    return AuditEventRow(
-        seq=entry.seq,
-        ts=entry.ts,
-        event_type=entry.event_type,
-        actor=entry.actor,
-        outcome=entry.outcome,
-        user_name=entry.user,
-        vm=entry.vm,
-        serial=entry.serial,
-        source=entry.source,
-        session_id=entry.session_id,
-        details=entry.details_json,
-        prev_hash=entry.prev_hash,
-        entry_hash=entry.entry_hash,
-    )
+_INSERT = insert(AuditEventRow.__table__)  # type: ignore[arg-type]
+
+
+def _row_values(entry: ChainEntry) -> dict[str, object]:
+    return {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "event_type": entry.event_type,
+        "actor": entry.actor,
+        "outcome": entry.outcome,
+        "user_name": entry.user,
+        "vm": entry.vm,
+        "serial": entry.serial,
+        "source": entry.source,
+        "session_id": entry.session_id,
+        "details": entry.details_json,
+        "prev_hash": entry.prev_hash,
+        "entry_hash": entry.entry_hash,
+    }
+
+
+HEAD_KEY = "certgate_audit_head"
 
 
 def lock_head(session: Session) -> AuditHeadRow:
+    """Lock the chain head for this transaction (once: later calls reuse the locked row)."""
+    transaction = session.get_transaction()
+    locked = session.info.get(HEAD_KEY)
+    if locked is not None and transaction is not None and locked[0] is transaction:
+        head_row: AuditHeadRow = locked[1]
+        return head_row
     head = session.execute(
         select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
     ).scalar_one_or_none()
     if head is None:
         raise AuditError("the audit chain has no head row: the database was not initialised")
+    session.info[HEAD_KEY] = (transaction, head)
     return head
 
 
 def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry]:
-    """Append events inside an open write transaction; they commit (or vanish) with it."""
+    """Append events inside an open write transaction; they commit (or vanish) with it.
+
+    Rows go in as one executemany INSERT rather than ORM objects: building and flushing ORM
+    instances cost more than hashing and committing together (see docs/audit.md).
+    """
     head = lock_head(session)
     entries: list[ChainEntry] = []
     seq, prev_hash = head.seq, head.entry_hash
@@ -76,9 +93,10 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     for event in events:
         seq += 1
         entry = link(event, seq=seq, ts=now, prev_hash=prev_hash)
-        session.add(_row_from_entry(entry))
         entries.append(entry)
         prev_hash = entry.entry_hash
+    if entries:
+        session.connection().execute(_INSERT, [_row_values(e) for e in entries])
     head.seq, head.entry_hash = seq, prev_hash
     session.flush()
     return entries

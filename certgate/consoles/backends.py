@@ -45,6 +45,11 @@ class ConsoleConnection(Protocol):
         ...
 
     @property
+    def exit_status(self) -> int | None:
+        """Exit status of the console's program (exec, ssh) once it ended; None for sockets."""
+        ...
+
+    @property
     def end_reason(self) -> str:
         """One line for users once ``read`` returned ``b""`` (hang-up, exit status)."""
         ...

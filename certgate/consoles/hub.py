@@ -25,6 +25,7 @@ from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, op
 from certgate.consoles.errors import ConsoleClosed
 from certgate.consoles.mux import (
     DEFAULT_MAX_LAG,
+    DEFAULT_PAUSE_LAG,
     DEFAULT_SCROLLBACK,
     ConsoleMux,
     EndReason,
@@ -61,6 +62,11 @@ class Attachment:
     def ended(self) -> bool:
         return self.end_reason is not None
 
+    @property
+    def exit_status(self) -> int | None:
+        """The console program's exit status (``exec:``/``ssh://``) once it ended, else None."""
+        return self._channel.connection.exit_status
+
     def __aiter__(self) -> Attachment:
         return self
 
@@ -70,6 +76,7 @@ class Attachment:
             self._queue.put_nowait(None)  # later iterations end too
             raise StopAsyncIteration
         self._channel.mux.delivered(self.session_id, len(item))
+        self._channel.progress.set()
         return item
 
     async def send(self, data: bytes) -> None:
@@ -117,6 +124,7 @@ class _Channel:
     mux: ConsoleMux
     attachments: dict[str, Attachment] = field(default_factory=dict)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
     pump: asyncio.Task[None] | None = None
 
 
@@ -132,6 +140,7 @@ class ConsoleHub:
         connect_timeout: float = 5.0,
         scrollback_limit: int = DEFAULT_SCROLLBACK,
         max_lag: int = DEFAULT_MAX_LAG,
+        pause_lag: int = DEFAULT_PAUSE_LAG,
         opener: Opener = open_console,
     ) -> None:
         self.target = target
@@ -140,6 +149,7 @@ class ConsoleHub:
         self._connect_timeout = connect_timeout
         self._scrollback_limit = scrollback_limit
         self._max_lag = max_lag
+        self._pause_lag = pause_lag
         self._opener = opener
         self._shared: _Channel | None = None
         self._private: dict[str, _Channel] = {}
@@ -213,6 +223,7 @@ class ConsoleHub:
         mux = ConsoleMux(
             scrollback_limit=self._scrollback_limit,
             max_lag=self._max_lag,
+            pause_lag=self._pause_lag,
             window_size=(cols, rows),
         )
         channel = _Channel(hub=self, connection=connection, mux=mux)
@@ -237,6 +248,9 @@ class ConsoleHub:
                     self._forget(channel)
                     await channel.connection.close()
                     return
+                while channel.mux.should_pause():
+                    channel.progress.clear()
+                    await channel.progress.wait()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -255,6 +269,7 @@ class ConsoleHub:
             if attachment is None:
                 return
             channel.mux.detach(session_id)
+            channel.progress.set()  # a paused pump may have been waiting for this session
             attachment._finish(EndReason.DETACHED.value)
             if not channel.attachments:
                 await self._retire(channel)

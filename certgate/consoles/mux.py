@@ -16,8 +16,11 @@ Decisions (see docs/consoles.md):
   to a session when it attaches, so it sees the screen context rather than a blank line.
 * **Window size.** Only interactive sessions may resize a shared pty backend; the most
   recent request wins (a serial line has no window size, backends ignore it).
-* **Slow viewers.** A session more than ``max_lag`` bytes behind (queued, not yet delivered)
-  is detached with a reason instead of buffering without bound or stalling the guest.
+* **Flow control.** A view-only session more than ``max_lag`` bytes behind (queued, not yet
+  delivered) is detached with a reason instead of buffering without bound. Interactive
+  sessions are never cut off for being slow: while one of them is more than ``pause_lag``
+  bytes behind, ``should_pause`` tells the glue to stop reading the backend, so a fast
+  ``cat`` on the guest is paced by the person who ran it (as on a real serial line).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from certgate.consoles.errors import ConsoleClosed, SessionUnknown
 
 DEFAULT_SCROLLBACK = 64 * 1024
 DEFAULT_MAX_LAG = 1024 * 1024
+DEFAULT_PAUSE_LAG = 256 * 1024
 _LINE_START_WINDOW = 4096
 
 
@@ -94,6 +98,7 @@ class ConsoleMux:
         *,
         scrollback_limit: int = DEFAULT_SCROLLBACK,
         max_lag: int = DEFAULT_MAX_LAG,
+        pause_lag: int = DEFAULT_PAUSE_LAG,
         window_size: tuple[int, int] | None = None,
     ) -> None:
         if scrollback_limit < 0 or max_lag <= 0:
@@ -101,6 +106,7 @@ class ConsoleMux:
         self._scrollback = bytearray()
         self._limit = scrollback_limit
         self._max_lag = max_lag
+        self._pause_lag = pause_lag
         self._sessions: dict[str, _Session] = {}
         self._closed_reason: str | None = None
         self.window_size = window_size
@@ -162,9 +168,16 @@ class ConsoleMux:
             session.stats.bytes_from_guest += len(data)
             session.pending += len(data)
             receivers.append(session_id)
-            if session.pending > self._max_lag:
+            if session.pending > self._max_lag and not session.privileges.interact:
                 slow.append(session_id)
         return Fanout(data, tuple(receivers), tuple(slow))
+
+    def should_pause(self) -> bool:
+        """True while an interactive session lags so far that reading more would only pile up."""
+        return any(
+            s.privileges.interact and s.pending > self._pause_lag
+            for s in self._sessions.values()
+        )
 
     def delivered(self, session_id: str, count: int) -> None:
         """The glue handed ``count`` queued bytes to the session's client."""

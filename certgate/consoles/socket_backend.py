@@ -36,6 +36,10 @@ class SocketConsoleConnection:
         self._end_reason = f"vm console {target} hung up"
 
     @property
+    def exit_status(self) -> int | None:
+        return None  # a serial line has no exit status
+
+    @property
     def end_reason(self) -> str:
         return self._end_reason
 

@@ -25,6 +25,7 @@ from ca.ssh_certs import ssh_private_key
 from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
+from certgate.audit.writer import AuditWriter
 from certgate.authority import Installation
 from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub
@@ -115,6 +116,7 @@ class Gateway:
         self.access = AccessService(installation)
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
+        self.audit_writer = AuditWriter(installation.audit)
         self.hubs: dict[str, ConsoleHub] = {}
         self.ssh_ca_key: asyncssh.SSHKey | None = None
         self._server: asyncssh.SSHAcceptor | None = None
@@ -140,6 +142,7 @@ class Gateway:
         )
         # Load the checkpoint signer up front: a wrong passphrase must stop start-up, not
         # surface at the first checkpoint.
+        await self.audit_writer.start()
         self._signer = await asyncio.to_thread(load_signer, self.installation)
         await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
         reaped = await asyncio.to_thread(
@@ -217,10 +220,13 @@ class Gateway:
             await hub.close()
         with contextlib.suppress(CertgateError):
             await self.audit(AuditEvent("gateway.stop", self.actor, outcome="ok"))
+        await self.audit_writer.close()
+        with contextlib.suppress(CertgateError):
             await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
 
     async def audit(self, event: AuditEvent) -> None:
-        await asyncio.to_thread(self.installation.audit.record, event)
+        """Append and wait until committed (group commit shared with concurrent logins)."""
+        await self.audit_writer.append(event)
 
     # -- sessions -----------------------------------------------------------------------------
 

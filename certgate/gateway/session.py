@@ -44,6 +44,7 @@ class LiveSession:
     started_at: float = field(default_factory=time.monotonic)
     last_input: float = field(default_factory=time.monotonic)
     end_reason: str | None = None
+    backend_exit_status: int | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def terminate(self, reason: str) -> None:
@@ -166,6 +167,7 @@ async def _pump(
             recorder.output(chunk)
             process.stdout.write(chunk)
             await process.stdout.drain()
+        live.backend_exit_status = attachment.exit_status
         live.terminate(f"console closed: {attachment.end_reason or 'backend hung up'}")
 
     async def user_to_guest() -> None:
@@ -222,6 +224,8 @@ async def _pump(
     reason = live.end_reason or "session ended"
     if reason not in ("user detached", "client closed the session"):
         _say(process, f"session ended: {reason}")
+    if reason.startswith("console closed:") and live.backend_exit_status is not None:
+        return live.backend_exit_status
     return 0 if reason in ("user detached", "client closed the session") else 1
 
 

@@ -202,3 +202,23 @@ def test_interactive_resize_reaches_the_backend_view_only_does_not():
         assert opener.opened[0].sizes == [(100, 30), (120, 40)]
 
     run(body())
+
+
+def test_a_slow_interactive_reader_gets_every_byte_and_the_backend_waits_for_it():
+    async def body():
+        opener = FakeOpener()
+        hub = ConsoleHub(SERIAL, opener=opener, max_lag=1000, pause_lag=500)
+        reader = await hub.attach("reader", can_interact=True)
+        backend = opener.opened[0]
+        for index in range(10):
+            backend.output.put_nowait(bytes([65 + index]) * 300)
+        await asyncio.sleep(0.05)
+        # The pump stopped after the reader fell 500 bytes behind: the rest waits unread.
+        assert backend.output.qsize() >= 7
+        received = b""
+        while len(received) < 3000:
+            received += await next_chunk(reader)
+        assert received == b"".join(bytes([65 + i]) * 300 for i in range(10))
+        assert not reader.ended
+
+    run(body())

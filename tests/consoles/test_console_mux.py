@@ -142,3 +142,20 @@ def test_attaching_twice_under_one_session_id_is_a_bug():
     mux.attach("alice", VIEW)
     with pytest.raises(ValueError):
         mux.attach("alice", VIEW)
+
+
+def test_an_interactive_session_is_never_cut_off_for_lagging_it_pauses_the_backend():
+    mux = ConsoleMux(max_lag=10, pause_lag=4)
+    mux.attach("alice", INTERACT)
+    fanout = mux.backend_output(b"0123456789abcdef")
+    assert fanout.too_slow == ()
+    assert mux.should_pause()
+    mux.delivered("alice", 14)
+    assert not mux.should_pause()
+
+
+def test_a_lagging_viewer_does_not_pause_the_console_for_everyone():
+    mux = ConsoleMux(max_lag=100, pause_lag=4)
+    mux.attach("viewer", VIEW)
+    mux.backend_output(b"0123456789")
+    assert not mux.should_pause()

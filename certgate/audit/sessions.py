@@ -1,0 +1,215 @@
+"""Console session bookkeeping: the session row and its audit events, always together.
+
+``start_session`` commits the row and the ``session.start`` event in one transaction before the
+gateway passes a single byte to the guest, so there is no console activity without a durable
+record of who started it. A gateway that dies (kill -9, power loss) cannot write
+``session.end``; ``reap_abnormal`` closes its sessions as ``abnormal`` at the next start-up or
+when their heartbeat goes stale, so no session stays "live" for ever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certgate.audit.chain import AuditEvent
+from certgate.audit.log import append_in
+from certgate.errors import ConflictError, NotFoundError
+from certgate.store.database import Database
+from certgate.store.schema import ConsoleSessionRow
+
+LIVE, ENDED, ABNORMAL = "live", "ended", "abnormal"
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    id: str
+    user: str
+    vm: str
+    identity_serial: str
+    source: str | None
+    privileges: tuple[str, ...]
+    gateway_id: str
+    started_at: datetime
+    heartbeat_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    status: str
+    bytes_in: int
+    bytes_out: int
+    recording_path: str | None
+    recording_sha256: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "user": self.user, "vm": self.vm,
+            "identity_serial": self.identity_serial, "source": self.source,
+            "privileges": list(self.privileges), "gateway_id": self.gateway_id,
+            "started_at": self.started_at.isoformat(),
+            "heartbeat_at": self.heartbeat_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "end_reason": self.end_reason, "status": self.status,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+            "recording_path": self.recording_path, "recording_sha256": self.recording_sha256,
+        }
+
+
+def _session(row: ConsoleSessionRow) -> ConsoleSession:
+    return ConsoleSession(
+        row.id, row.user_name, row.vm, row.identity_serial, row.source,
+        tuple(row.privileges or ()), row.gateway_id, row.started_at, row.heartbeat_at,
+        row.ended_at, row.end_reason, row.status, row.bytes_in, row.bytes_out,
+        row.recording_path, row.recording_sha256,
+    )
+
+
+def gateway_actor(gateway_id: str) -> str:
+    return f"gateway:{gateway_id}"
+
+
+def start_session(
+    database: Database,
+    *,
+    user: str,
+    vm: str,
+    identity_serial: str,
+    source: str | None,
+    privileges: Sequence[str],
+    gateway_id: str,
+    recording_path: str | None = None,
+    session_id: str | None = None,
+    now: datetime | None = None,
+) -> ConsoleSession:
+    """Insert the live session row and its ``session.start`` event in one commit."""
+    now = now or datetime.now(UTC)
+    session_id = session_id or str(uuid.uuid4())
+    with database.write() as session:
+        row = ConsoleSessionRow(
+            id=session_id, user_name=user, vm=vm, identity_serial=identity_serial,
+            source=source, privileges=list(privileges), gateway_id=gateway_id,
+            started_at=now, heartbeat_at=now, status=LIVE, bytes_in=0, bytes_out=0,
+            recording_path=recording_path,
+        )
+        session.add(row)
+        append_in(session, [AuditEvent(
+            "session.start", gateway_actor(gateway_id), outcome="ok", user=user, vm=vm,
+            serial=identity_serial, source=source, session_id=session_id,
+            details={"privileges": sorted(privileges), "recording": recording_path},
+        )])
+        return _session(row)
+
+
+def heartbeat(database: Database, session_id: str, *, now: datetime | None = None) -> None:
+    """Mark a live session as still served; a stale heartbeat lets another process reap it."""
+    with database.write() as session:
+        row = _live_row(session, session_id)
+        row.heartbeat_at = now or datetime.now(UTC)
+
+
+def _live_row(session: Session, session_id: str) -> ConsoleSessionRow:
+    row = session.execute(
+        select(ConsoleSessionRow).where(ConsoleSessionRow.id == session_id).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no console session {session_id}")
+    if row.status != LIVE:
+        raise ConflictError(f"console session {session_id} already ended ({row.status})")
+    return row
+
+
+def end_session(
+    database: Database,
+    session_id: str,
+    *,
+    reason: str,
+    bytes_in: int,
+    bytes_out: int,
+    recording_sha256: str | None,
+    now: datetime | None = None,
+) -> ConsoleSession:
+    """Close a live session and record ``session.end`` with its totals in one commit."""
+    now = now or datetime.now(UTC)
+    with database.write() as session:
+        row = _live_row(session, session_id)
+        row.status, row.ended_at, row.end_reason = ENDED, now, reason
+        row.bytes_in, row.bytes_out = bytes_in, bytes_out
+        row.recording_sha256, row.heartbeat_at = recording_sha256, now
+        append_in(session, [AuditEvent(
+            "session.end", gateway_actor(row.gateway_id), outcome="ok", user=row.user_name,
+            vm=row.vm, serial=row.identity_serial, source=row.source, session_id=session_id,
+            details={"reason": reason,
+                     "duration_seconds": round((now - row.started_at).total_seconds(), 3),
+                     "bytes_in": bytes_in, "bytes_out": bytes_out,
+                     "recording_sha256": recording_sha256},
+        )])
+        return _session(row)
+
+
+def reap_abnormal(
+    database: Database,
+    gateway_id: str,
+    stale_after: timedelta | None,
+    *,
+    now: datetime | None = None,
+) -> list[ConsoleSession]:
+    """End this gateway's live sessions whose heartbeat is older than ``stale_after`` as
+    ``abnormal``; ``stale_after=None`` ends all of them (a gateway starting up serves none)."""
+    now = now or datetime.now(UTC)
+    with database.write() as session:
+        query = select(ConsoleSessionRow).where(
+            ConsoleSessionRow.status == LIVE, ConsoleSessionRow.gateway_id == gateway_id)
+        if stale_after is not None:
+            query = query.where(ConsoleSessionRow.heartbeat_at < now - stale_after)
+        rows = session.execute(query.order_by(ConsoleSessionRow.started_at)
+                               .with_for_update()).scalars().all()
+        events = []
+        for row in rows:
+            reason = ("gateway restarted while the session was live" if stale_after is None
+                      else f"no heartbeat since {row.heartbeat_at.isoformat()}")
+            row.status, row.ended_at, row.end_reason = ABNORMAL, now, reason
+            events.append(AuditEvent(
+                "session.abnormal-end", gateway_actor(gateway_id), outcome="error",
+                user=row.user_name, vm=row.vm, serial=row.identity_serial, source=row.source,
+                session_id=row.id,
+                details={"reason": reason, "last_heartbeat": row.heartbeat_at.isoformat(),
+                         "duration_seconds": round(
+                             (row.heartbeat_at - row.started_at).total_seconds(), 3),
+                         "recording": row.recording_path},
+            ))
+        if events:
+            append_in(session, events)
+        return [_session(row) for row in rows]
+
+
+def list_sessions(database: Database, *, live_only: bool = False,
+                  limit: int | None = None) -> list[ConsoleSession]:
+    with database.read() as session:
+        query = select(ConsoleSessionRow).order_by(ConsoleSessionRow.started_at.desc())
+        if live_only:
+            query = query.where(ConsoleSessionRow.status == LIVE)
+        if limit:
+            query = query.limit(limit)
+        return [_session(row) for row in session.execute(query).scalars()]
+
+
+def find_session(database: Database, prefix: str) -> ConsoleSession:
+    """The session whose id is ``prefix`` or starts with it (a unique prefix is enough)."""
+    text = prefix.strip().lower()
+    if not text:
+        raise NotFoundError("give a session id (or a unique prefix of one)")
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    with database.read() as session:
+        rows = session.execute(
+            select(ConsoleSessionRow).where(ConsoleSessionRow.id.like(f"{escaped}%", escape="\\"))
+            .limit(2)
+        ).scalars().all()
+        if not rows:
+            raise NotFoundError(f"no console session {prefix}")
+        if len(rows) > 1:
+            raise ConflictError(f"session prefix {prefix} is ambiguous: give more characters")
+        return _session(rows[0])

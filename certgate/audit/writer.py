@@ -1,0 +1,97 @@
+"""Group commit for the gateway: many concurrent audit appends, one transaction per batch.
+
+Durable appends cost one commit (one fsync) each; a busy gateway can have hundreds of events
+in flight. ``AuditWriter`` collects whatever is waiting, appends it with one ``record_many``
+in a worker thread and only then resolves each caller's future, so ``await append(event)``
+still means "this event is committed" while the commit cost is shared by the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from certgate.audit.chain import AuditEvent, ChainEntry
+from certgate.audit.log import AuditLog
+from certgate.errors import AuditError
+
+MAX_BATCH = 500
+
+_Pending = tuple[AuditEvent, "asyncio.Future[ChainEntry]"]
+
+
+class AuditWriter:
+    """An asyncio-friendly batching front of an ``AuditLog``; start it, then ``append``."""
+
+    def __init__(
+        self,
+        log: AuditLog,
+        *,
+        max_batch: int = MAX_BATCH,
+        commit: Callable[[Sequence[AuditEvent]], Awaitable[list[ChainEntry]]] | None = None,
+    ) -> None:
+        self._log = log
+        self._max_batch = max_batch
+        self._commit = commit or self._commit_in_thread
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def _commit_in_thread(self, events: Sequence[AuditEvent]) -> list[ChainEntry]:
+        return await asyncio.to_thread(self._log.record_many, events)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def append(self, event: AuditEvent) -> ChainEntry:
+        """Returns once the batch holding ``event`` has committed; raises AuditError if it
+        did not, so the caller can fail closed."""
+        if self._queue is None or self._task is None or self._task.done():
+            raise AuditError("the audit writer is not running")
+        future: asyncio.Future[ChainEntry] = asyncio.get_running_loop().create_future()
+        await self._queue.put((event, future))
+        return await future
+
+    async def close(self) -> None:
+        """Commit everything already queued, then stop."""
+        if self._task is None or self._queue is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def __aenter__(self) -> AuditWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self._max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                entries = await self._commit([event for event, _ in batch])
+            except Exception as exc:  # every waiter must hear about the failure
+                error = exc if isinstance(exc, AuditError) else AuditError(
+                    f"cannot write the audit log: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                self.batches += 1
+                for (_, future), entry in zip(batch, entries, strict=True):
+                    if not future.done():
+                        future.set_result(entry)
+            finally:
+                for _ in batch:
+                    queue.task_done()
