@@ -210,7 +210,8 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    for noisy in ("asyncssh", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     inst = app.installation()
     inst.database.check_schema()
     host, port = inst.config.listen_host, inst.config.listen_port
