@@ -23,7 +23,7 @@ from ca import attribute_cert, attribute_issuer, keys, revocation, verify
 from ca import authority as builders
 from ca.attributes import AttributeSet
 from ca.errors import VerificationError
-from ca.serials import format_serial, parse_serial
+from ca.serials import format_serial, new_serial, parse_serial
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import AuditLog, append_in, lock_head
 from certgate.errors import CertgateError
@@ -51,6 +51,16 @@ class IssuedIdentity:
     user: repo.User
     certificate: x509.Certificate
     serial: str
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    """One attribute certificate to issue: to whom, what, for how long, for which VMs."""
+
+    user: str
+    attributes: AttributeSet
+    valid_for: timedelta
+    targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class Installation:
         self.actor = actor or cli_actor()
         self._passphrase_source = passphrase
         self._passphrase: bytes | None = None
+        self._holder_cache: dict[bytes, x509.Certificate] = {}
 
     def close(self) -> None:
         self.database.dispose()
@@ -207,14 +218,10 @@ class Installation:
 
     def current_identity(self, session: Session, user: str) -> repo.IssuedCertificate:
         """The newest identity certificate of a user that is valid now."""
-        at = datetime.now(UTC)
-        candidates = [
-            c for c in repo.certificates_of(session, user, repo.IDENTITY)
-            if c.state_at(at) == "valid"
-        ]
-        if not candidates:
+        found = repo.current_identity(session, user, datetime.now(UTC))
+        if found is None:
             raise CertgateError(f"user {user} has no valid identity certificate")
-        return max(candidates, key=lambda c: c.not_before)
+        return found
 
     # -- attribute certificates ---------------------------------------------------------------
 
@@ -226,43 +233,88 @@ class Installation:
         valid_for: timedelta,
         targets: Sequence[str] = (),
     ) -> repo.IssuedCertificate:
-        if valid_for <= timedelta(0):
-            raise CertgateError("--valid must be a positive duration")
+        """Issue one AC and record it with its audit event in one transaction."""
+        return self.grant_many([GrantRequest(user, attributes, valid_for, tuple(targets))])[0]
+
+    def grant_many(self, requests: Sequence[GrantRequest]) -> list[repo.IssuedCertificate]:
+        """Issue several ACs in one transaction: all are recorded (and audited) or none.
+
+        One commit means one fsync on SQLite, which is what limits one-AC-per-transaction
+        issuance there; bulk issuance (a whole team's shift) should come through here.
+        """
+        for request in requests:
+            if request.valid_for <= timedelta(0):
+                raise CertgateError("--valid must be a positive duration")
+        issued: list[repo.IssuedCertificate] = []
+        events: list[AuditEvent] = []
         with self.admin_write() as session:
-            holder_row = self.current_identity(session, user)
-            holder = x509.load_der_x509_certificate(holder_row.der)
             start = datetime.now(UTC).replace(microsecond=0)
-            der = self.ac_issuer.issue(
-                holder,
-                attributes,
-                not_before=start,
-                not_after=start + valid_for,
-                targets=targets,
-                no_rev_avail=valid_for <= SHORT_LIVED,
-            )
-            ac = attribute_cert.parse_attribute_certificate(der)
-            serial = format_serial(ac.serial)
-            repo.add_certificate(
-                session,
-                serial=serial,
-                kind=repo.ATTRIBUTE,
-                user=user,
-                der=der,
-                subject=attributes.describe(),
-                not_before=ac.not_before,
-                not_after=ac.not_after,
-                holder_serial=holder_row.serial,
-                attributes=attributes.as_dict(),
-                targets=list(targets),
-            )
-            append_in(
-                session,
-                [self.event("attr.grant", outcome="ok", user=user, serial=serial,
-                            details={"attributes": attributes.as_dict(), "targets": list(targets),
-                                     "holder": holder_row.serial,
-                                     "not_after": ac.not_after.isoformat()})],
-            )
-            return repo.get_certificate(session, serial)
+            holders: dict[str, repo.IssuedCertificate] = {}
+            for request in requests:
+                holder_row = holders.get(request.user)
+                if holder_row is None:
+                    holder_row = holders[request.user] = self.current_identity(
+                        session, request.user
+                    )
+                cert, event = self._issue_attribute_certificate(
+                    session, request, holder_row, start
+                )
+                issued.append(cert)
+                events.append(event)
+            append_in(session, events)
+        return issued
+
+    def _holder_certificate(self, der: bytes) -> x509.Certificate:
+        cert = self._holder_cache.get(der)
+        if cert is None:
+            cert = x509.load_der_x509_certificate(der)
+            if len(self._holder_cache) < 1024:
+                self._holder_cache[der] = cert
+        return cert
+
+    def _issue_attribute_certificate(
+        self,
+        session: Session,
+        request: GrantRequest,
+        holder_row: repo.IssuedCertificate,
+        start: datetime,
+    ) -> tuple[repo.IssuedCertificate, AuditEvent]:
+        # The serial and validity are chosen here, so the signed DER need not be parsed back.
+        serial_number = new_serial()
+        not_after = start + request.valid_for
+        der = self.ac_issuer.issue(
+            self._holder_certificate(holder_row.der),
+            request.attributes,
+            not_before=start,
+            not_after=not_after,
+            targets=request.targets,
+            serial=serial_number,
+            # With a CRL to publish, every AC is revocable; without one, short-lived ACs say
+            # so (noRevAvail) and long-lived ones are still listed on the AA's CRL.
+            no_rev_avail=request.valid_for <= SHORT_LIVED and self.config.crl_url is None,
+        )
+        serial = format_serial(serial_number)
+        attributes = request.attributes.as_dict()
+        cert = repo.add_certificate(
+            session,
+            serial=serial,
+            kind=repo.ATTRIBUTE,
+            user=request.user,
+            user_id=holder_row.user_id,
+            der=der,
+            subject=request.attributes.describe(),
+            not_before=start,
+            not_after=not_after,
+            holder_serial=holder_row.serial,
+            attributes=attributes,
+            targets=list(request.targets),
+        )
+        event = self.event(
+            "attr.grant", outcome="ok", user=request.user, serial=serial,
+            details={"attributes": attributes, "targets": list(request.targets),
+                     "holder": holder_row.serial, "not_after": not_after.isoformat()},
+        )
+        return cert, event
 
     def check_attribute_certificate(
         self, data: bytes, *, vm: str | None = None, at: datetime | None = None

@@ -11,11 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pg import PostgresCluster, PostgresUnavailable, start_cluster  # noqa: E402
+from pg import PostgresCluster, PostgresUnavailable, start_cluster
 
-from certgate.authority import Installation  # noqa: E402
-from certgate.home import Home  # noqa: E402
-from certgate.provisioning import InitOptions, create_installation  # noqa: E402
+from certgate.authority import Installation
+from certgate.home import Home
+from certgate.provisioning import InitOptions, create_installation
 
 TEST_PASSPHRASE = b"correct horse battery staple"
 

@@ -11,7 +11,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ca import attribute_cert, keys, ssh_certs
+from ca import attribute_cert, keys
 from ca.attributes import parse_attribute_assignments
 from ca.errors import MalformedInputError
 from ca.serials import format_serial, parse_serial
@@ -177,6 +177,8 @@ def ca_export(app: AppContext, aa: bool, known_hosts: bool, upstream_key: bool,
         write_output(out, known_hosts_line(inst).encode() + b"\n")
         return
     if upstream_key:
+        from ca import ssh_certs  # imports asyncssh: only where needed, CLI start-up stays fast
+
         key = keys.read_private_key(app.home.upstream_key, inst.passphrase())
         comment = f"certgate-gateway@{inst.config.gateway_name}"
         line = ssh_certs.openssh_line(key.public_key(), comment)

@@ -49,6 +49,7 @@ class IssuedCertificate:
     revoked_at: datetime | None
     revocation_reason: str | None
     der: bytes
+    user_id: int = 0
 
     def state_at(self, at: datetime) -> str:
         """revoked, expired, not-yet-valid or valid: what an operator wants to see."""
@@ -154,6 +155,7 @@ def _certificate(row: CertificateRow, user: str) -> IssuedCertificate:
         revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason,
         der=row.der,
+        user_id=row.user_id,
     )
 
 
@@ -171,25 +173,28 @@ def add_certificate(
     key_fingerprint: str | None = None,
     attributes: dict[str, Any] | None = None,
     targets: list[str] | None = None,
-) -> None:
-    user_row = _user_row(session, user)
-    session.add(
-        CertificateRow(
-            serial=serial,
-            kind=kind,
-            user_id=user_row.id,
-            holder_serial=holder_serial,
-            key_fingerprint=key_fingerprint,
-            subject=subject,
-            attributes=attributes,
-            targets=targets,
-            der=der,
-            not_before=not_before,
-            not_after=not_after,
-            issued_at=now(),
-            status="valid",
-        )
+    user_id: int | None = None,
+) -> IssuedCertificate:
+    """Record an issued certificate; ``user_id`` (when the caller knows it) saves a lookup."""
+    if user_id is None:
+        user_id = _user_row(session, user).id
+    row = CertificateRow(
+        serial=serial,
+        kind=kind,
+        user_id=user_id,
+        holder_serial=holder_serial,
+        key_fingerprint=key_fingerprint,
+        subject=subject,
+        attributes=attributes,
+        targets=targets,
+        der=der,
+        not_before=not_before,
+        not_after=not_after,
+        issued_at=now(),
+        status="valid",
     )
+    session.add(row)
+    return _certificate(row, user)
 
 
 def _certificates(session: Session, *conditions: Any) -> list[IssuedCertificate]:
@@ -218,6 +223,23 @@ def certificates_of(
     if kind is not None:
         conditions.append(CertificateRow.kind == kind)
     return _certificates(session, *conditions)
+
+
+def current_identity(session: Session, user: str, at: datetime) -> IssuedCertificate | None:
+    """The newest identity certificate of ``user`` valid at ``at``, in one query."""
+    found = session.execute(
+        select(CertificateRow, UserRow.name)
+        .join(UserRow, CertificateRow.user_id == UserRow.id)
+        .where(UserRow.name == user, CertificateRow.kind == IDENTITY,
+               CertificateRow.status == "valid", CertificateRow.not_before <= at,
+               CertificateRow.not_after > at)
+        .order_by(CertificateRow.not_before.desc(), CertificateRow.id.desc())
+        .limit(1)
+    ).first()
+    if found is None:
+        _user_row(session, user)  # an unknown user is its own error
+        return None
+    return _certificate(found[0], found[1])
 
 
 def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from console_testing import free_port
+
 from certgate.demo.guest import GuestImage, GuestUnavailable, build_test_guest, default_cache_dir
 
 

@@ -4,9 +4,9 @@ import re
 
 import pytest
 from console_testing import read_until, run
-from certgate.demo.guest import start_guest
 
 from certgate.consoles import ConsoleHub, UnixSocketConsole, open_console
+from certgate.demo.guest import start_guest
 
 pytestmark = pytest.mark.slow
 
