@@ -141,6 +141,9 @@ def _populate(
     )
     staging.config_path.write_text(config.to_toml(), "utf-8")
 
+    if options.database_url is None:
+        # SQLite gives its -wal and -shm files the database file's mode: keep all three 0600.
+        staging.sqlite_path.touch(mode=0o600)
     url = options.database_url or sqlite_url(staging.sqlite_path)
     database = Database(url)
     try:

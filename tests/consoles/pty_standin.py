@@ -19,8 +19,14 @@ def size() -> str:
     return f"{cols}x{rows}"
 
 
+def say(text: str) -> None:
+    # os.write, not print: the SIGWINCH handler may run while the main code is printing, and
+    # a buffered print inside a print raises "reentrant call".
+    os.write(1, f"{text}\n".encode())
+
+
 def on_winch(signum: int, frame: object) -> None:
-    print(f"SIZE {size()}", flush=True)
+    say(f"SIZE {size()}")
 
 
 def main() -> None:
@@ -32,17 +38,14 @@ def main() -> None:
             "import signal, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); time.sleep(600)",
         ]
     )
-    print(f"TTY {os.isatty(0)} CTTY {os.tcgetpgrp(0) == os.getpgrp()}", flush=True)
-    print(f"SIZE {size()}", flush=True)
-    print(
-        f"TERM {os.environ.get('TERM')} SECRET {os.environ.get('CERTGATE_CA_PASSPHRASE')}",
-        flush=True,
-    )
-    print(f"CHILD {child.pid}", flush=True)
+    say(f"TTY {os.isatty(0)} CTTY {os.tcgetpgrp(0) == os.getpgrp()}")
+    say(f"SIZE {size()}")
+    say(f"TERM {os.environ.get('TERM')} SECRET {os.environ.get('CERTGATE_CA_PASSPHRASE')}")
+    say(f"CHILD {child.pid}")
     for line in sys.stdin:
         if line.strip() == "exit":
             sys.exit(3)
-        print(f"GOT {line.strip()}", flush=True)
+        say(f"GOT {line.strip()}")
 
 
 if __name__ == "__main__":
