@@ -226,16 +226,31 @@ class AccessService:
         self, identity: Identity, vm: str | None, at: datetime
     ) -> tuple[AttributeSet, tuple[str, ...], tuple[str, ...]]:
         """Approved attributes, the serials they came from, and why others were rejected."""
+        return self._approve(self._holdings(identity, at), vm, at)
+
+    def _holdings(
+        self, identity: Identity, at: datetime
+    ) -> tuple[repo.IssuedCertificate, list[repo.IssuedCertificate]]:
+        """The identity's certificate row and its unexpired ACs: one read of the store."""
         with self.database.read() as session:
             holder = repo.get_certificate(session, identity.serial)
-            rows = repo.attribute_certificates_for_holder(session, identity.serial)
+            rows = repo.attribute_certificates_for_holder(
+                session, identity.serial, unexpired_at=at
+            )
+        return holder, rows
+
+    def _approve(
+        self,
+        holdings: tuple[repo.IssuedCertificate, list[repo.IssuedCertificate]],
+        vm: str | None,
+        at: datetime,
+    ) -> tuple[AttributeSet, tuple[str, ...], tuple[str, ...]]:
+        holder, rows = holdings
         holder_cert = x509.load_der_x509_certificate(holder.der)
         approved: list[AttributeSet] = []
         serials: list[str] = []
         rejected: list[str] = []
         for row in rows:
-            if row.state_at(at) == "expired" and row.status != "revoked":
-                continue  # long expired grants are history, not news
             try:
                 attrs = verify_attribute_certificate(
                     self._parsed(row),
@@ -298,8 +313,9 @@ class AccessService:
         by_name = {vm.name: vm for vm in vms}
         result: list[tuple[repo.VM, Decision]] = []
         context = RequestContext(parse_source(source), at)
+        holdings = self._holdings(identity, at)
         for vm in vms:
-            attributes, _, _ = self.attributes_for(identity, vm.name, at)
+            attributes, _, _ = self._approve(holdings, vm.name, at)
             for info, decision in reachable_vms(
                 policy, Subject(identity.user, attributes), [VMInfo(vm.name, vm.labels)], context
             ):

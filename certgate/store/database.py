@@ -55,7 +55,10 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         try:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+            # A liveness ping per checkout is worth it for a server (PostgreSQL restarts,
+            # idle timeouts) and pure overhead for a local SQLite file.
+            self.engine = create_engine(url, echo=echo,
+                                        pool_pre_ping=not url.startswith("sqlite"))
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open database {self.safe_url}: {exc}") from exc
         if self.engine.dialect.name == "sqlite":

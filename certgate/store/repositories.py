@@ -259,13 +259,17 @@ def ssh_certificates_for_key(session: Session, key_fingerprint: str) -> list[Iss
 
 
 def attribute_certificates_for_holder(
-    session: Session, holder_serial: str
+    session: Session, holder_serial: str, *, unexpired_at: datetime | None = None
 ) -> list[IssuedCertificate]:
-    return _certificates(
-        session,
-        CertificateRow.kind == ATTRIBUTE,
-        CertificateRow.holder_serial == holder_serial,
-    )
+    """ACs bound to an identity; with ``unexpired_at``, only those not yet expired then.
+
+    The gateway asks on every login and every live re-check: filtering in SQL keeps that cost
+    flat however many short-lived ACs a user has collected over the years.
+    """
+    conditions = [CertificateRow.kind == ATTRIBUTE, CertificateRow.holder_serial == holder_serial]
+    if unexpired_at is not None:
+        conditions.append(CertificateRow.not_after > unexpired_at)
+    return _certificates(session, *conditions)
 
 
 def revoke_certificate(
