@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -102,6 +103,36 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     return entries
 
 
+def stream_entries(
+    database: Database,
+    *,
+    after_seq: int = 0,
+    up_to_seq: int | None = None,
+    query: Select[Any] | None = None,
+    batch: int = 1000,
+) -> Iterator[ChainEntry]:
+    """Entries in seq order (optionally filtered by ``query``), a batch per read transaction.
+
+    Short transactions keep a long walk (verify, export) from holding a snapshot or blocking
+    writers, and memory stays flat however long the chain is.
+    """
+    base = query if query is not None else select(AuditEventRow)
+    last = after_seq
+    while up_to_seq is None or last < up_to_seq:
+        statement = base.where(AuditEventRow.seq > last)
+        if up_to_seq is not None:
+            statement = statement.where(AuditEventRow.seq <= up_to_seq)
+        with database.read() as session:
+            rows = session.execute(
+                statement.order_by(AuditEventRow.seq).limit(batch)
+            ).scalars().all()
+            page = [entry_from_row(row) for row in rows]
+        if not page:
+            return
+        yield from page
+        last = page[-1].seq
+
+
 class AuditLog:
     """The audit log of one installation."""
 
@@ -124,17 +155,4 @@ class AuditLog:
 
     def entries(self, *, after_seq: int = 0, batch: int = 1000) -> Iterator[ChainEntry]:
         """Stream entries in chain order, a batch per read transaction."""
-        last = after_seq
-        while True:
-            with self.database.read() as session:
-                rows = session.execute(
-                    select(AuditEventRow)
-                    .where(AuditEventRow.seq > last)
-                    .order_by(AuditEventRow.seq)
-                    .limit(batch)
-                ).scalars().all()
-                page = [entry_from_row(row) for row in rows]
-            if not page:
-                return
-            yield from page
-            last = page[-1].seq
+        return stream_entries(self.database, after_seq=after_seq, batch=batch)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from certgate.audit.chain import OUTCOMES, ChainEntry
-from certgate.audit.log import entry_from_row
+from certgate.audit.log import entry_from_row, stream_entries
 from certgate.errors import CertgateError, NotFoundError
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
@@ -90,18 +90,7 @@ def latest_events(database: Database, filters: EventFilter, limit: int) -> list[
 def stream_events(database: Database, filters: EventFilter,
                   batch: int = 1000) -> Iterator[ChainEntry]:
     """All matching entries in seq order, a batch per read transaction (for export)."""
-    last = 0
-    while True:
-        with database.read() as session:
-            rows = session.execute(
-                filters.apply(select(AuditEventRow)).where(AuditEventRow.seq > last)
-                .order_by(AuditEventRow.seq).limit(batch)
-            ).scalars().all()
-            page = [entry_from_row(row) for row in rows]
-        if not page:
-            return
-        yield from page
-        last = page[-1].seq
+    return stream_entries(database, query=filters.apply(select(AuditEventRow)), batch=batch)
 
 
 def get_event(database: Database, seq: int) -> ChainEntry:

@@ -11,14 +11,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from certgate.audit.chain import ChainEntry, walk
 from certgate.audit.checkpoints import Checkpoint, CheckpointVerifier, list_checkpoints
-from certgate.audit.log import entry_from_row
+from certgate.audit.log import stream_entries
 from certgate.errors import AuditError
 from certgate.store.database import Database
-from certgate.store.schema import AuditEventRow, AuditHeadRow
+from certgate.store.schema import AuditHeadRow
 
 PRUNE_EVENT = "audit.prune"
 
@@ -63,25 +61,6 @@ def _read_head(database: Database) -> tuple[_Head, list[Checkpoint]]:
             raise AuditError("the audit chain has no head row: the database was not initialised")
         head = _Head(row.seq, row.entry_hash, row.base_seq, row.base_hash)
     return head, checkpoints
-
-
-def stream_entries(database: Database, *, after_seq: int, up_to_seq: int,
-                   batch: int = 1000) -> Iterator[ChainEntry]:
-    """Entries after ``after_seq`` up to ``up_to_seq`` in seq order, a batch per transaction."""
-    last = after_seq
-    while last < up_to_seq:
-        with database.read() as session:
-            rows = session.execute(
-                select(AuditEventRow)
-                .where(AuditEventRow.seq > last, AuditEventRow.seq <= up_to_seq)
-                .order_by(AuditEventRow.seq)
-                .limit(batch)
-            ).scalars().all()
-            page = [entry_from_row(row) for row in rows]
-        if not page:
-            return
-        yield from page
-        last = page[-1].seq
 
 
 class _Observer:

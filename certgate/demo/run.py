@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import signal
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from certgate.authority import Installation
 from certgate.demo.simulated import SimulatedConsole
 from certgate.errors import ConflictError
 from certgate.fleet import add_vm, apply_policy
-from certgate.gateway.server import Gateway, ServeOptions
+from certgate.gateway.server import Gateway, ServeOptions, wait_for_termination
 from certgate.home import Home
 from certgate.provisioning import InitOptions, create_installation
 
@@ -184,13 +183,8 @@ async def _serve(inst: Installation, home: Home, port: int, users: list[DemoUser
     say("  review what happened:")
     say(f"    certgate --home {home.root} audit list   |   certgate --home {home.root} "
         "audit verify")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_termination()
     finally:
         say("stopping the demo gateway...")
         await gateway.stop()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import asyncssh
@@ -391,23 +391,23 @@ class Gateway:
                 log.error("audit checkpoint failed: %s", exc)
 
 
+async def wait_for_termination() -> None:
+    """Return on SIGINT or SIGTERM, so callers can shut down in an orderly way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def serve_forever(installation: Installation, options: ServeOptions,
                         ready: Any = None) -> None:
     gateway = Gateway(installation, options)
     ports = await gateway.start()
     if ready is not None:
         ready(ports)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_termination()
     finally:
         await gateway.stop()
-
-
-SESSION_STALE_AFTER = timedelta(seconds=30)
