@@ -6,9 +6,7 @@ written atomically; a key file readable by group or others is refused.
 """
 
 import hashlib
-import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ca.errors import KeyFileError, MalformedInputError
+from ca.files import write_atomically
 
 KeyAlgorithm = Literal["ed25519", "ecdsa-p256", "rsa-3072"]
 KEY_ALGORITHMS: tuple[str, ...] = get_args(KeyAlgorithm)
@@ -157,24 +156,7 @@ def write_private_key(path: Path, key: PrivateKey, passphrase: bytes | None) -> 
         if passphrase is None
         else serialization.BestAvailableEncryption(passphrase)
     )
-    pem = _pkcs8(key, encryption)
-    directory = path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, _pkcs8(key, encryption), 0o600)
 
 
 def read_private_key(path: Path, passphrase: bytes | None) -> PrivateKey:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ca import attribute_cert, keys
 from ca.attributes import parse_attribute_assignments
 from ca.errors import MalformedInputError
+from ca.files import write_atomically
 from ca.serials import format_serial, parse_serial
 from certgate.authority import Installation, cli_actor
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
@@ -35,21 +36,10 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
         return
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        write_atomically(Path(path), data, 0o600 if private else 0o644)
     except OSError as exc:
-        raise CertgateError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        raise CertgateError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def read_input(path: str, what: str) -> bytes:
