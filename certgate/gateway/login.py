@@ -105,34 +105,45 @@ def install_login_hook(
     audit: AuditHook,
 ) -> None:
     original = conn.validate_public_key
-    target = ""
+
+    async def refuse(username: str, reason: str, credential: Credential | None) -> bool:
+        if reason not in state.refusals:
+            state.refusals.append(reason)
+            try:
+                await audit("deny", username, reason, credential, None)
+            except Exception:  # the refusal stands even when it cannot be recorded
+                log.error("could not audit a refused login: %s", reason)
+        return False
 
     async def validate_public_key(
         username: str, key_data: bytes, msg: bytes, signature: bytes
     ) -> bool:
-        nonlocal target
-        target = username
         credential: Credential | None = None
         try:
             credential = credential_from_blob(key_data)
             identity = await asyncio.to_thread(access.identify, credential)
         except (AccessRefused, CAError) as exc:
-            reason = str(exc)
-            if reason not in state.refusals:
-                state.refusals.append(reason)
-                await audit("deny", username, reason, credential, None)
-            return False
+            return await refuse(username, str(exc), credential)
+        except Exception as exc:  # store down, or a bug: never admit anyone on an error
+            log.exception("identity check failed")
+            return await refuse(
+                username, f"identity could not be checked ({type(exc).__name__})", credential
+            )
         # For X.509 chains asyncssh would require the login name among the certificate's
         # e-mail addresses; our login name names a VM, and identity is already settled above.
         checked_name = "" if credential.kind == "x509" else username
         accepted: bool = await original(checked_name, key_data, msg, signature)
-        if accepted and msg:
-            state.identity = identity
+        if not msg:
+            return accepted  # a query ("would you accept this key?"), not a login yet
+        if not accepted:
+            return await refuse(username, "signature or certificate check failed", credential)
+        try:
             await audit("allow", username, None, credential, identity.user)
-        elif not accepted and msg:
-            await audit("deny", username, "signature or certificate check failed",
-                        credential, None)
-        return accepted
+        except Exception:
+            log.error("login of %s refused: the audit log cannot be written", identity.user)
+            return False
+        state.identity = identity
+        return True
 
     conn.validate_public_key = validate_public_key  # type: ignore[method-assign]
 
