@@ -1,0 +1,73 @@
+"""If the audit log cannot be written, no session opens: not a byte reaches the console."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ca.attributes import AttributeSet
+from certgate.gateway.access import Credential, Grant, Identity
+from certgate.gateway.session import SessionEnvironment, run_console_session
+from certgate.policy import Decision
+from certgate.store import repositories as repo
+from certgate.store.database import Database
+
+
+class _Output:
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+class _Process:
+    def __init__(self) -> None:
+        self.stdout = _Output()
+
+    def get_terminal_size(self) -> tuple[int, int, int, int]:
+        return 80, 24, 0, 0
+
+    def get_terminal_type(self) -> str:
+        return "xterm"
+
+
+class _HubThatMustNotBeTouched:
+    attached = False
+
+    async def attach(self, *args: Any, **kwargs: Any) -> None:
+        self.attached = True
+        raise AssertionError("the console was attached without an audited session start")
+
+
+def test_no_console_is_attached_when_the_session_start_cannot_be_audited(
+    tmp_path: Path,
+) -> None:
+    unwritable = Database(f"sqlite:///{tmp_path / 'no-such-dir' / 'certgate.db'}")
+    now = datetime.now(UTC)
+    grant = Grant(
+        identity=Identity("alice", "0a", now, Credential("key", "00", "SHA256:x")),
+        vm=repo.VM("vm01", "unix:/nonexistent", {}, now),
+        attributes=AttributeSet(roles=("operator",)),
+        attribute_serials=("0b",),
+        rejected_attribute_certificates=(),
+        decision=Decision(True, frozenset({"console.view", "console.interact"}),
+                          ("operators",), ()),
+        policy_version=1,
+    )
+    hub = _HubThatMustNotBeTouched()
+    process = _Process()
+    live: dict[str, Any] = {}
+
+    status = asyncio.run(run_console_session(
+        process, hub, grant, interactive=True, source="127.0.0.1",  # type: ignore[arg-type]
+        env=SessionEnvironment(unwritable, tmp_path, "gw", live),
+    ))
+
+    assert status == 1
+    assert not hub.attached
+    assert b"the audit log cannot be written; no session is opened" in process.stdout.written
+    assert live == {}
+    assert not list(tmp_path.glob("*.cast"))
