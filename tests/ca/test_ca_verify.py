@@ -51,7 +51,8 @@ def check(pki: Pki, ac: AttributeCertificate | bytes, **kwargs: object) -> Attri
 
 
 def test_identity_certificate_is_accepted(any_pki: Pki) -> None:
-    verify_identity_certificate(any_pki.identity, any_pki.root, at=NOW)
+    # Returns nothing and raises a specific VerificationError on any failure.
+    assert verify_identity_certificate(any_pki.identity, any_pki.root, at=NOW) is None
 
 
 def test_identity_expired_and_not_yet_valid(pki: Pki) -> None:

@@ -51,7 +51,7 @@ def test_resize_reaches_the_command_as_sigwinch():
         try:
             await read_until(console.read, b"CHILD")
             await console.resize(132, 43)
-            await read_until(console.read, b"SIZE 132x43")
+            assert b"SIZE 132x43" in await read_until(console.read, b"SIZE 132x43")
         finally:
             await console.close()
 
