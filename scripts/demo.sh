@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec python3 -m certgate demo "$@"
+exec .venv/bin/python -m certgate demo "$@"

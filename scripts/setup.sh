@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything certgate and its test suite need on Debian 12: system packages
-# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java) and the Python package with test extras.
+# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java) and, in the virtual environment .venv,
+# the certgate package with its test extras. Other scripts use .venv/bin/python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,8 +9,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 packages=(openssh-client openssh-server qemu-system-x86 busybox-static cpio socat tmux
-          postgresql libbcprov-java libbcpkix-java openssl)
+          postgresql libbcprov-java libbcpkix-java openssl util-linux)
 command -v javac >/dev/null 2>&1 || packages+=(default-jdk-headless)
+# Debian's own python3 needs its venv module packaged separately.
+python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -26,4 +29,9 @@ if ! apt-cache policy linux-image-cloud-amd64 2>/dev/null | grep -q "Candidate: 
 fi
 # The Debian postgresql package starts a cluster of its own; certgate's tests start their own.
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh]'
+# A virtual environment keeps certgate's packages apart from the system's (Debian's python3
+# refuses system-wide pip installs); it may reuse packages the system already has.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv --system-site-packages .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh]'

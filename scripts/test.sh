@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check ca certgate migrations tests bench
 echo "== mypy"; mypy ca certgate
 echo "== pytest"
-exec python3 -m pytest "$@"
+exec python -m pytest "$@"
