@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,7 +16,7 @@ from ca.attributes import parse_attribute_assignments
 from ca.errors import MalformedInputError
 from ca.files import write_atomically
 from ca.serials import format_serial, parse_serial
-from certgate.authority import Installation, cli_actor
+from certgate.authority import GrantRequest, Installation, cli_actor
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.errors import CertgateError
 from certgate.home import read_passphrase
@@ -49,7 +49,7 @@ def read_input(path: str, what: str) -> bytes:
         raise CertgateError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
-def parse_duration_option(text: str, option: str) -> object:
+def parse_duration_option(text: str, option: str) -> timedelta:
     try:
         return parse_duration(text)
     except ValueError as exc:
@@ -360,7 +360,7 @@ def attr_group() -> None:
 
 
 @attr_group.command("grant")
-@click.argument("name")
+@click.argument("name", metavar="NAME[,NAME...]")
 @click.argument("assignments", nargs=-1, required=True, metavar="ATTR=VALUE...")
 @click.option("--valid", default="8h", show_default=True, help="Validity, e.g. 8h, 30d, 1h30m.")
 @click.option("--target", "targets", multiple=True, metavar="VM",
@@ -368,13 +368,23 @@ def attr_group() -> None:
 @pass_app
 def attr_grant(app: AppContext, name: str, assignments: tuple[str, ...], valid: str,
                targets: tuple[str, ...]) -> None:
-    """Issue an attribute certificate: role=, group=, clearance=, grant=. Prints its serial."""
+    """Issue an attribute certificate: role=, group=, clearance=, grant=. Prints its serial.
+
+    Several users, comma-separated, each get their own AC, all in one transaction (all or
+    none); the serials are printed one per line in the order of the names.
+    """
     attributes = parse_attribute_assignments(list(assignments))
     duration = parse_duration_option(valid, "--valid")
+    users = [user for user in name.split(",") if user]
+    if not users or len(set(users)) != len(users):
+        raise CertgateError(f"NAME {name!r}: give one or more distinct user names, comma-separated")
     inst = app.installation()
-    issued = inst.grant(name, attributes, valid_for=duration,  # type: ignore[arg-type]
-                        targets=list(targets))
-    click.echo(issued.serial)
+    issued = inst.grant_many([
+        GrantRequest(user, attributes, duration, tuple(targets))
+        for user in users
+    ])
+    for certificate in issued:
+        click.echo(certificate.serial)
 
 
 @attr_group.command("list")

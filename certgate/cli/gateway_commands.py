@@ -187,8 +187,7 @@ def ssh_cert(app: AppContext, name: str, pubkey_file: str, valid: str, out: str 
     """Issue a short-lived OpenSSH user certificate for NAME's key."""
     public_key = keys.load_public_key(read_input(pubkey_file, "public key"))
     duration = parse_duration_option(valid, "--valid")
-    line, serial = issue_ssh_certificate(app.installation(), name, public_key,
-                                         duration)  # type: ignore[arg-type]
+    line, serial = issue_ssh_certificate(app.installation(), name, public_key, duration)
     write_output(out, line + b"\n")
     click.echo(f"OpenSSH certificate {serial} for {name}", err=True)
 

@@ -246,6 +246,22 @@ def test_grant_prints_the_serial_of_a_new_attribute_certificate(certgate: Certga
     assert serial in {c["serial"] for c in everyone}
 
 
+def test_one_grant_for_several_users_issues_one_ac_each_all_or_none(certgate: Certgate) -> None:
+    first, _ = add_user(certgate, "crew")
+    second, _ = add_user(certgate, "crew")
+    serials = certgate.ok("attr", "grant", f"{first},{second}", "role=operator",
+                          "--valid", "8h").stdout.split()
+    assert len(serials) == 2 and len(set(serials)) == 2
+    holders = {c["serial"]: c["user"]
+               for c in json.loads(certgate.ok("attr", "list", "--json").stdout)}
+    assert [holders[s] for s in serials] == [first, second]
+
+    before = len(certgate.certificates("attribute"))
+    message = certgate.refused("attr", "grant", f"{first},nobody-here", "role=operator")
+    assert "nobody-here" in message
+    assert len(certgate.certificates("attribute")) == before  # the first user got nothing
+
+
 def test_exported_attribute_certificate_is_der_openssl_can_parse(certgate: Certgate) -> None:
     name, _ = add_user(certgate, "export")
     serial = grant(certgate, name, "role=viewer")
