@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -181,8 +182,9 @@ async def _serve(inst: Installation, home: Home, port: int, users: list[DemoUser
     say(f"    {ssh_command(home, port, demo.key_path, 'whoami')}")
     say(f"    {ssh_command(home, port, demo.key_path, 'anything')}")
     say("  review what happened:")
-    say(f"    certgate --home {home.root} audit list   |   certgate --home {home.root} "
-        "audit verify")
+    prog = "certgate" if shutil.which("certgate") else f"{sys.executable} -m certgate"
+    say(f"    {prog} --home {home.root} audit list")
+    say(f"    {prog} --home {home.root} audit verify")
     try:
         await wait_for_termination()
     finally:
