@@ -152,17 +152,24 @@ def end_session(
 
 def reap_abnormal(
     database: Database,
-    gateway_id: str,
+    gateway_id: str | None,
     stale_after: timedelta | None,
     *,
+    reaper: str | None = None,
     now: datetime | None = None,
 ) -> list[ConsoleSession]:
-    """End this gateway's live sessions whose heartbeat is older than ``stale_after`` as
-    ``abnormal``; ``stale_after=None`` ends all of them (a gateway starting up serves none)."""
+    """End live sessions whose heartbeat is older than ``stale_after`` as ``abnormal``.
+
+    ``gateway_id`` limits this to one gateway's sessions (``None``: any gateway's, so a
+    replica that died for good does not leave its sessions "live" forever); ``stale_after=None``
+    ends all of them (a gateway starting up serves none). ``reaper`` names who did it.
+    """
     now = now or datetime.now(UTC)
+    actor = gateway_actor(reaper or gateway_id or "unknown")
     with database.write() as session:
-        query = select(ConsoleSessionRow).where(
-            ConsoleSessionRow.status == LIVE, ConsoleSessionRow.gateway_id == gateway_id)
+        query = select(ConsoleSessionRow).where(ConsoleSessionRow.status == LIVE)
+        if gateway_id is not None:
+            query = query.where(ConsoleSessionRow.gateway_id == gateway_id)
         if stale_after is not None:
             query = query.where(ConsoleSessionRow.heartbeat_at < now - stale_after)
         rows = session.execute(query.order_by(ConsoleSessionRow.started_at)
@@ -173,7 +180,7 @@ def reap_abnormal(
                       else f"no heartbeat since {row.heartbeat_at.isoformat()}")
             row.status, row.ended_at, row.end_reason = ABNORMAL, now, reason
             events.append(AuditEvent(
-                "session.abnormal-end", gateway_actor(gateway_id), outcome="error",
+                "session.abnormal-end", actor, outcome="error",
                 user=row.user_name, vm=row.vm, serial=row.identity_serial, source=row.source,
                 session_id=row.id,
                 details={"reason": reason, "last_heartbeat": row.heartbeat_at.isoformat(),

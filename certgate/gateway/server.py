@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncssh
@@ -60,6 +61,8 @@ class ServeOptions:
     gateway_id: str
     watch_interval: float = 1.0
     heartbeat_interval: float = 5.0
+    stale_after: float = 60.0
+    """Seconds: a live session whose heartbeat is older belongs to a dead gateway."""
     checkpoint_interval: float = 300.0
 
 
@@ -375,12 +378,19 @@ class Gateway:
         return None
 
     async def _heartbeat(self) -> None:
+        """Mark our live sessions as served; end anyone's whose gateway stopped beating."""
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
             for session_id in list(self.live):
                 with contextlib.suppress(CertgateError):
                     await asyncio.to_thread(session_log.heartbeat,
                                             self.installation.database, session_id)
+            with contextlib.suppress(CertgateError):
+                await asyncio.to_thread(
+                    session_log.reap_abnormal, self.installation.database, None,
+                    timedelta(seconds=self.options.stale_after),
+                    reaper=self.options.gateway_id,
+                )
 
     async def _checkpoints(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from certgate.audit.log import AuditLog
 from certgate.audit.sessions import (
     end_session,
     find_session,
@@ -94,6 +95,26 @@ def test_only_sessions_with_a_stale_heartbeat_are_reaped(installation: Installat
     reaped = reap_abnormal(database, "gw1", timedelta(seconds=30), now=T0 + timedelta(seconds=60))
     assert [s.id for s in reaped] == [stale]
     assert find_session(database, fresh[:8]).status == "live"
+
+
+def test_a_live_gateway_reaps_the_stale_sessions_of_a_replica_that_died(
+    installation: Installation,
+) -> None:
+    """A replica that never restarts must not leave its sessions "live" forever."""
+    database = installation.database
+    dead = _start(database, gateway="gw-dead", now=T0)
+    alive = _start(database, gateway="gw-alive", user="bob", now=T0)
+    heartbeat(database, alive, now=T0 + timedelta(seconds=55))
+
+    reaped = reap_abnormal(database, None, timedelta(seconds=30), reaper="gw-alive",
+                           now=T0 + timedelta(seconds=60))
+
+    assert [s.id for s in reaped] == [dead]
+    assert find_session(database, alive[:8]).status == "live"
+    [(kind, _, details)] = _events(database, dead)[1:]
+    assert kind == "session.abnormal-end" and details["reason"].startswith("no heartbeat since")
+    actors = [e.actor for e in AuditLog(database).entries() if e.session_id == dead]
+    assert actors[-1] == "gateway:gw-alive"
 
 
 def test_a_session_is_found_by_a_unique_prefix(installation: Installation) -> None:
