@@ -1,11 +1,10 @@
 """BouncyCastle as an independent peer: it reads our ACs and we read its ACs."""
 
-import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from bouncycastle import MISSING, SKIP_REASON, compile_peer, run_peer
 from ca_pki import GATEWAY, Pki
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -15,42 +14,19 @@ from ca.keys import write_private_key
 from ca.serials import format_serial
 from ca.verify import verify_attribute_certificate
 
-JARS = [Path("/usr/share/java") / name for name in ("bcprov.jar", "bcpkix.jar", "bcutil.jar")]
-SOURCE = Path(__file__).parent / "java" / "AcInterop.java"
-CLASSPATH = ":".join(str(jar) for jar in JARS)
-
-_missing = [str(p) for p in JARS if not p.exists()] + [
-    tool for tool in ("java", "javac") if shutil.which(tool) is None
-]
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(bool(_missing), reason=f"BouncyCastle peer unavailable: missing {_missing}"),
+    pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON),
 ]
 
 
 @pytest.fixture(scope="session")
 def bc_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Compile the Java peer once per session."""
-    out = tmp_path_factory.mktemp("bc-classes")
-    subprocess.run(
-        ["javac", "-nowarn", "-d", str(out), "-cp", CLASSPATH, str(SOURCE)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return out
+    return compile_peer(tmp_path_factory.mktemp("bc-classes"))
 
 
-def _java(classes: Path, *args: str | Path) -> str:
-    result = subprocess.run(
-        ["java", "-cp", f"{classes}:{CLASSPATH}", "AcInterop", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+_java = run_peer
 
 
 def _pem(path: Path, data: bytes) -> Path:
