@@ -22,7 +22,7 @@ from certgate.audit.retention import prune_before
 from certgate.audit.sessions import find_session, list_sessions
 from certgate.audit.verification import verify_chain
 from certgate.authority import Installation
-from certgate.cli.main import AppContext, emit_json, fail, pass_app
+from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.errors import AuditError, CertgateError
 from certgate.store.schema import AuditHeadRow
 
@@ -34,7 +34,7 @@ def add_commands(cli: click.Group) -> None:
     cli.add_command(audit_group)
 
 
-@click.group("audit")
+@click.group("audit", cls=CommandGroup)
 def audit_group() -> None:
     """Review the audit log and session recordings; verify the chain."""
 
