@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from console_testing import free_port
+from sshd import SSHD, running_sshd
 
 from certgate.demo.guest import GuestImage, GuestUnavailable, build_test_guest, default_cache_dir
 
@@ -45,10 +42,8 @@ class Sshd:
 
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    sshd_bin = Path("/usr/sbin/sshd")
-    if not sshd_bin.exists() or shutil.which("ssh-keygen") is None:
+    if not SSHD.exists() or shutil.which("ssh-keygen") is None:
         pytest.skip("OpenSSH server not installed (apt-get install openssh-server)")
-    os.makedirs("/run/sshd", exist_ok=True)
     keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", ""]
     host_key, client_key, host_ca = tmp_path / "host", tmp_path / "client", tmp_path / "host_ca"
     for key in (host_key, client_key, host_ca):
@@ -83,29 +78,10 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPidFile none\nLogLevel ERROR\n"
     )
-    proc = subprocess.Popen(
-        [str(sshd_bin), "-D", "-e", "-f", str(config)],
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"sshd did not start: {err}")
-            time.sleep(0.02)
-        import getpass
+    import getpass
 
+    with running_sshd(config, port):
         yield Sshd(port, client_key, known_hosts, tmp_path / "host_ca.pub", getpass.getuser())
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 # --- the QEMU test guest ---------------------------------------------------------------

@@ -6,22 +6,17 @@ guest's authorized_keys) and checks the guest's host key against its upstream_kn
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from gateway_testing import Gateway, details, finish, free_port
+from sshd import SSHD, running_sshd
 
 pytestmark = pytest.mark.slow
 
-SSHD = Path("/usr/sbin/sshd")
 
 
 @pytest.fixture
@@ -29,7 +24,6 @@ def guest_sshd(gateway: Gateway, tmp_path: Path) -> Iterator[int]:
     """sshd on 127.0.0.1 that trusts the gateway's upstream key; yields its port."""
     if not SSHD.exists() or shutil.which("ssh-keygen") is None:
         pytest.skip("OpenSSH server not installed (apt-get install openssh-server)")
-    os.makedirs("/run/sshd", exist_ok=True)
     host_key = tmp_path / "sshd_host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
                    check=True)
@@ -48,24 +42,8 @@ def guest_sshd(gateway: Gateway, tmp_path: Path) -> Iterator[int]:
     kind, blob = Path(f"{host_key}.pub").read_text().split()[:2]
     with gateway.home.upstream_known_hosts.open("a") as known:
         known.write(f"[127.0.0.1]:{port} {kind} {blob}\n")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"sshd did not start: {err}")
-            time.sleep(0.02)
+    with running_sshd(config, port):
         yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def test_a_shell_on_the_guests_sshd_runs_commands_and_its_exit_status_passes_through(
