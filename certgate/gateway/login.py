@@ -96,6 +96,9 @@ class LoginState:
     def __init__(self) -> None:
         self.identity: Identity | None = None
         self.refusals: list[str] = []
+        # OpenSSH asks "would you accept this key?" and then signs with it: resolve the
+        # identity once per presented key within this (seconds-long) authentication.
+        self.resolved: dict[bytes, tuple[Credential, Identity]] = {}
 
 
 def install_login_hook(
@@ -120,8 +123,12 @@ def install_login_hook(
     ) -> bool:
         credential: Credential | None = None
         try:
-            credential = credential_from_blob(key_data)
-            identity = await asyncio.to_thread(access.identify, credential)
+            if key_data in state.resolved:
+                credential, identity = state.resolved[key_data]
+            else:
+                credential = credential_from_blob(key_data)
+                identity = await asyncio.to_thread(access.identify, credential)
+                state.resolved[key_data] = (credential, identity)
         except (AccessRefused, CAError) as exc:
             return await refuse(username, str(exc), credential)
         except Exception as exc:  # store down, or a bug: never admit anyone on an error
