@@ -17,10 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy.orm import Session
 
-from ca import attribute_cert, attribute_issuer, keys, revocation, verify
+from ca import attribute_issuer, keys, revocation
 from ca import authority as builders
 from ca.attributes import AttributeSet
-from ca.errors import VerificationError
 from ca.serials import format_serial, new_serial, parse_serial
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import append_in
@@ -49,24 +48,6 @@ class GrantRequest:
     attributes: AttributeSet
     valid_for: timedelta
     targets: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class AttributeCheck:
-    """The outcome of checking one AC against this installation."""
-
-    serial: str
-    holder_serial: str
-    holder_user: str | None
-    attributes: AttributeSet | None
-    targets: tuple[str, ...]
-    not_before: datetime
-    not_after: datetime
-    error: str | None
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None
 
 
 class CAService:
@@ -260,52 +241,6 @@ class CAService:
                      "holder": holder_row.serial, "not_after": not_after.isoformat()},
         )
         return cert, event
-
-    def check_attribute_certificate(
-        self, data: bytes, *, vm: str | None = None, at: datetime | None = None
-    ) -> AttributeCheck:
-        """Check an AC (from anywhere: a file, another implementation) against this install."""
-        at = at or datetime.now(UTC)
-        ac = attribute_cert.parse_attribute_certificate(data)
-        serial, holder_serial = format_serial(ac.serial), format_serial(ac.holder_serial)
-        with self.database.read() as session:
-            try:
-                holder_row: repo.IssuedCertificate | None = repo.get_certificate(
-                    session, holder_serial
-                )
-            except CertgateError:
-                holder_row = None
-            revoked_acs = repo.revoked_serials(session, [repo.ATTRIBUTE])
-        error: str | None = None
-        attributes: AttributeSet | None = None
-        if holder_row is None or holder_row.kind != repo.IDENTITY:
-            error = f"holder {holder_serial} is not an identity certificate issued here"
-        else:
-            holder = x509.load_der_x509_certificate(holder_row.der)
-            try:
-                attributes = verify.verify_attribute_certificate(
-                    ac,
-                    aa_cert=self.aa_certificate,
-                    root_cert=self.root_certificate,
-                    holder_cert=holder,
-                    at=at,
-                    gateway_name=self.config.gateway_name,
-                    vm=vm,
-                    revoked_serials={parse_serial(s) for s in revoked_acs},
-                    holder_revoked=holder_row.status == "revoked",
-                )
-            except VerificationError as exc:
-                error = str(exc)
-        return AttributeCheck(
-            serial=serial,
-            holder_serial=holder_serial,
-            holder_user=holder_row.user if holder_row else None,
-            attributes=attributes if error is None else ac.attributes,
-            targets=ac.target_gateways + ac.target_vms,
-            not_before=ac.not_before,
-            not_after=ac.not_after,
-            error=error,
-        )
 
     # -- revocation ---------------------------------------------------------------------------
 

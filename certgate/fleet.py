@@ -16,12 +16,7 @@ from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
 from certgate.installation import Installation
 from certgate.policy import (
-    Decision,
     Policy,
-    RequestContext,
-    Subject,
-    VMInfo,
-    decide,
     load_policy,
     policy_fingerprint,
 )
@@ -88,31 +83,6 @@ def apply_policy(inst: Installation, text: str, source_name: str) -> AppliedPoli
                      "source": source_name, "rules": [r.name for r in policy.rules],
                      "previous": current.version if current else None})])
     return AppliedPolicy(version, policy, unchanged=False)
-
-
-def check_policy(
-    inst: Installation,
-    user: str,
-    vm_name: str,
-    *,
-    source: str | None,
-    at: datetime,
-) -> tuple[Decision, Subject]:
-    """What the gateway would decide for this user, VM, source and time (no login needed)."""
-    from certgate.gateway.access import AccessService, Credential, Identity, parse_source
-
-    access = AccessService(inst)
-    with inst.database.read() as session:
-        identity_row = inst.ca.current_identity(session, user)
-        vm = repo.get_vm(session, vm_name)
-    identity = Identity(user, identity_row.serial, identity_row.not_after,
-                        Credential("key", identity_row.key_fingerprint or "", "-"))
-    attributes, _, _ = access.attributes_for(identity, vm.name, at)
-    _, policy = access.current_policy()
-    subject = Subject(user, attributes)
-    decision = decide(policy, subject, VMInfo(vm.name, vm.labels),
-                      RequestContext(parse_source(source), at))
-    return decision, subject
 
 
 def issue_ssh_certificate(

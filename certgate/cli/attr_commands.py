@@ -11,6 +11,7 @@ from ca import attribute_cert
 from ca.attributes import parse_attribute_assignments
 from ca.errors import MalformedInputError
 from ca.serials import format_serial, parse_serial
+from certgate.access import AccessService
 from certgate.ca_service import GrantRequest
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.cli.streams import read_input, write_output
@@ -109,7 +110,7 @@ def attr_verify(app: AppContext, file: str, vm: str | None, as_json: bool) -> No
     inst = app.installation()
     data = read_input(file, "attribute certificate")
     try:
-        check = inst.ca.check_attribute_certificate(data, vm=vm)
+        check = AccessService(inst).check_attribute_certificate(data, vm=vm)
     except MalformedInputError as exc:
         inst.audit.record(inst.event("attr.verify", outcome="error",
                                      details={"file": file, "error": str(exc)}))

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from certgate.access import AccessService, explain
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.cli.streams import read_input
 from certgate.cli.values import parse_time_option
 from certgate.fleet import (
     apply_policy,
-    check_policy,
 )
+from certgate.policy import VIEW
 from certgate.policy.model import sorted_privileges
 from certgate.store import repositories as repo
 
@@ -80,20 +81,25 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
     """Explain what the gateway would decide for USER on VM; exit 0 only when allowed."""
     at = parse_time_option(at_text)
     inst = app.installation()
-    decision, subject = check_policy(inst, user, vm, source=source, at=at)
+    grant = AccessService(inst).may(user, VIEW, vm, source, at)
+    decision = grant.decision
+    rejected = [str(r) for r in grant.approval.rejected]
     inst.audit.record(inst.event(
         "policy.check", outcome="allow" if decision.allowed else "deny", user=user, vm=vm,
         source=source, details={"at": at.isoformat(), "reasons": list(decision.reasons),
-                                "matched_rules": list(decision.matched_rules)}))
+                                "matched_rules": list(decision.matched_rules),
+                                "rejected_attribute_certificates": rejected}))
     if as_json:
         emit_json({"allowed": decision.allowed,
                    "privileges": sorted_privileges(decision.privileges),
                    "matched_rules": list(decision.matched_rules),
                    "reasons": list(decision.reasons),
-                   "attributes": subject.attributes.as_dict()})
+                   "attributes": grant.attributes.as_dict(),
+                   "attribute_certificates": list(grant.attribute_serials),
+                   "rejected_attribute_certificates": rejected})
     else:
         click.echo(f"{user} on {vm} from {source or '(any source)'} at {at.isoformat()}")
-        click.echo(f"attributes: {subject.attributes.describe() or '(none)'}")
-        click.echo(decision.explain())
+        click.echo(f"attributes: {grant.attributes.describe() or '(none)'}")
+        click.echo(explain(grant))
     if not decision.allowed:
         raise SystemExit(1)

@@ -22,7 +22,7 @@ from asyncssh.public_key import decode_ssh_certificate, decode_ssh_public_key
 from ca.errors import CAError
 from ca.keys import spki_sha256
 from ca.ssh_certs import public_key_from_ssh
-from certgate.gateway.access import AccessRefused, AccessService, Credential, Identity
+from certgate.access import AccessRefused, AccessService, Credential, Identity
 
 log = logging.getLogger(__name__)
 

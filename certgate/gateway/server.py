@@ -23,6 +23,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca.keys import read_private_key
 from ca.ssh_certs import ssh_private_key
+from certgate.access import (
+    SYSTEM_CLOCK,
+    AccessRefused,
+    AccessService,
+    Clock,
+    Credential,
+    Grant,
+    Identity,
+    explain,
+)
 from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
@@ -31,7 +41,6 @@ from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub
 from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
-from certgate.gateway.access import AccessRefused, AccessService, Credential, Grant, Identity
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
 from certgate.gateway.session import (
     LiveSession,
@@ -40,6 +49,7 @@ from certgate.gateway.session import (
     wants_interaction,
 )
 from certgate.installation import Installation
+from certgate.policy import INTERACT, VIEW
 from certgate.policy.model import sorted_privileges
 
 log = logging.getLogger(__name__)
@@ -113,10 +123,12 @@ class _Connection(asyncssh.SSHServer):
 class Gateway:
     """One running gateway process."""
 
-    def __init__(self, installation: Installation, options: ServeOptions) -> None:
+    def __init__(self, installation: Installation, options: ServeOptions, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.installation = installation
         self.options = options
-        self.access = AccessService(installation)
+        self.clock = clock
+        self.access = AccessService(installation, clock=clock)
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
         self.audit_writer = AuditWriter(installation.audit)
@@ -281,8 +293,7 @@ class Gateway:
         interactive = wants_interaction(grant, command)
         await self._audit_decision(grant, source, interactive)
         if not grant.allowed or interactive is None:
-            text = grant.decision.explain() if not grant.allowed else (
-                "view-only access is not granted")
+            text = explain(grant) if not grant.allowed else "view-only access is not granted"
             lines = "\r\n".join(f"  {line}" for line in text.splitlines())
             process.stdout.write(
                 f"certgate: access to {target} denied\r\n{lines}\r\n".encode())
@@ -315,10 +326,13 @@ class Gateway:
 
     async def _whoami(self, process: asyncssh.SSHServerProcess[bytes],
                       identity: Identity) -> None:
-        from datetime import UTC, datetime
-
-        attributes, serials, rejected = await asyncio.to_thread(
-            self.access.attributes_for, identity, None, datetime.now(UTC))
+        try:
+            approval = await asyncio.to_thread(self.access.approval_at_gateway, identity)
+        except AccessRefused as exc:
+            process.stdout.write(f"certgate: {exc}\r\n".encode())
+            return
+        attributes, serials = approval.attributes, approval.approved
+        rejected = [str(r) for r in approval.rejected]
         lines = [
             f"user        {identity.user}",
             f"identity    {identity.serial} (valid until {identity.not_after.isoformat()})",
@@ -363,19 +377,9 @@ class Gateway:
                         session_id=live.session_id, details={"reason": reason}))
 
     def _still_allowed(self, live: LiveSession) -> str | None:
-        identity = live.grant.identity
-        problem = self.access.identity_still_valid(identity)
-        if problem:
-            return problem
-        assert live.grant.vm is not None
-        try:
-            grant = self.access.decide(identity, live.grant.vm.name, live.source)
-        except AccessRefused as exc:
-            return str(exc)
-        needed = "console.interact" if live.interactive else "console.view"
-        if not grant.allowed or needed not in grant.decision.privileges:
-            return "access withdrawn: " + "; ".join(grant.decision.reasons or ("policy",))
-        return None
+        needed = INTERACT if live.interactive else VIEW
+        _, reason = self.access.still_permitted(live.grant, live.source, needed)
+        return reason
 
     async def _heartbeat(self) -> None:
         """Mark our live sessions as served; end anyone's whose gateway stopped beating."""
@@ -412,8 +416,8 @@ async def wait_for_termination() -> None:
 
 
 async def serve_forever(installation: Installation, options: ServeOptions,
-                        ready: Any = None) -> None:
-    gateway = Gateway(installation, options)
+                        ready: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    gateway = Gateway(installation, options, clock=clock)
     ports = await gateway.start()
     if ready is not None:
         ready(ports)

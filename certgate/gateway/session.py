@@ -18,12 +18,12 @@ from pathlib import Path
 
 import asyncssh
 
+from certgate.access import Grant
 from certgate.audit import sessions as session_log
 from certgate.audit.recording import AsciicastWriter, recording_path
 from certgate.consoles.errors import ConsoleError
 from certgate.consoles.hub import Attachment, ConsoleHub
 from certgate.errors import CertgateError
-from certgate.gateway.access import Grant
 from certgate.policy import BREAK, INTERACT
 from certgate.store.database import Database
 

@@ -67,6 +67,13 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(certgate_write=True), expire_on_commit=False
         )
+        # SQLite transactions always see one snapshot; PostgreSQL's default (read committed)
+        # lets each statement see newer commits, so snapshots ask for repeatable read.
+        self._snapshot = (
+            sessionmaker(self.engine.execution_options(isolation_level="REPEATABLE READ"),
+                         expire_on_commit=False)
+            if self.engine.dialect.name == "postgresql" else self._read
+        )
 
     @property
     def dialect(self) -> str:
@@ -83,6 +90,12 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._guard(), self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read transaction whose every statement sees the same committed state."""
+        with self._guard(), self._snapshot() as session, session.begin():
             yield session
 
     @contextmanager

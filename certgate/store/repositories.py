@@ -215,6 +215,11 @@ def get_certificate(session: Session, serial: str) -> IssuedCertificate:
     return found[0]
 
 
+def find_certificate(session: Session, serial: str) -> IssuedCertificate | None:
+    found = _certificates(session, CertificateRow.serial == serial)
+    return found[0] if found else None
+
+
 def certificates_of(
     session: Session, user: str | None = None, kind: str | None = None
 ) -> list[IssuedCertificate]:
@@ -387,6 +392,11 @@ def policy_version(session: Session, version: int) -> PolicyVersion | None:
         select(PolicyVersionRow).where(PolicyVersionRow.version == version)
     ).scalar_one_or_none()
     return _policy(row) if row else None
+
+
+def current_policy_number(session: Session) -> int:
+    """The version in force (0: none applied), without reading its source."""
+    return session.execute(select(func.max(PolicyVersionRow.version))).scalar() or 0
 
 
 def current_policy(session: Session) -> PolicyVersion | None:

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import authority, keys, ssh_certs
-from certgate.gateway.access import AccessRefused
+from certgate.access import AccessRefused
 from certgate.gateway.login import credential_from_blob, x509_leaf
 
 

@@ -131,7 +131,7 @@ def test_an_openssh_user_certificate_logs_in_until_its_serial_is_revoked(
     assert "Permission denied" in refused
     denial = gateway.wait_for_audit(
         "auth.login", after=head, match=lambda e: e.outcome == "deny"
-        and f"OpenSSH certificate {serial} is revoked" in (details(e)["reason"] or ""))
+        and f"OpenSSH certificate {serial} was revoked" in (details(e)["reason"] or ""))
     assert details(denial)["credential"] == "openssh-cert"
 
 

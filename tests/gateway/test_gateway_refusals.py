@@ -65,21 +65,8 @@ def test_a_revoked_identity_is_refused_at_authentication(gateway: Gateway) -> No
     assert "Permission denied (publickey)" in output
     refusal = gateway.wait_for_audit("auth.login", after=head)
     assert refusal.outcome == "deny"
-    assert details(refusal)["reason"] == f"identity certificate {henry.identity_serial} is revoked"
-
-
-def test_an_expired_attribute_certificate_grants_nothing(gateway: Gateway) -> None:
-    ivy = gateway.add_user("ivy", "role=operator", valid="2s")
-    time.sleep(3)
-    head = gateway.audit_head()
-
-    output, status = finish(gateway.ssh(ivy, "vm01"))
-
-    assert status == 1
-    assert "access to vm01 denied" in output
-    denial = denial_for(gateway, "ivy", head)
-    assert denial["attributes"] == {} or not any(denial["attributes"].values())  # type: ignore[union-attr]
-    assert denial["reasons"]
+    assert details(refusal)["reason"] == (
+        f"identity certificate {henry.identity_serial} was revoked (keyCompromise)")
 
 
 def test_an_attribute_certificate_targeted_at_another_vm_does_not_apply(
@@ -94,7 +81,8 @@ def test_an_attribute_certificate_targeted_at_another_vm_does_not_apply(
     denial = denial_for(gateway, "jack", head)
     rejected = denial["rejected_attribute_certificates"]
     assert isinstance(rejected, list) and rejected
-    assert rejected[0].startswith(jack.ac_serials[0])
+    assert rejected[0] == f"AC {jack.ac_serials[0]} is limited to vm02"
+    assert f"not counted: AC {jack.ac_serials[0]} is limited to vm02" in output
 
 
 def test_a_source_outside_the_whitelist_is_denied_naming_the_whitelist(

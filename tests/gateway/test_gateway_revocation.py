@@ -46,7 +46,8 @@ def test_revoking_the_identity_ends_a_live_session(gateway: Gateway) -> None:
     assert code == 0, output
 
     assert_ended_by_revocation(gateway, client, quinn, head,
-                               f"identity certificate {quinn.identity_serial} is revoked")
+                               f"identity certificate {quinn.identity_serial} was revoked "
+                               "(unspecified)")
 
 
 def test_revoking_the_attribute_certificate_ends_a_live_session(gateway: Gateway) -> None:
@@ -56,7 +57,8 @@ def test_revoking_the_attribute_certificate_ends_a_live_session(gateway: Gateway
     code, output = gateway.cli("revoke", rose.ac_serials[0], "--reason", "privilegeWithdrawn")
     assert code == 0, output
 
-    assert_ended_by_revocation(gateway, client, rose, head, "access withdrawn")
+    assert_ended_by_revocation(gateway, client, rose, head,
+                               f"AC {rose.ac_serials[0]} was revoked (privilegeWithdrawn)")
 
 
 def test_applying_a_policy_that_removes_access_ends_a_live_session(gateway: Gateway) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ca.attributes import AttributeSet
-from certgate.gateway.access import Credential, Grant, Identity
+from certgate.access import Approval, Credential, Grant, Identity
 from certgate.gateway.session import SessionEnvironment, run_console_session
 from certgate.policy import Decision
 from certgate.store import repositories as repo
@@ -50,12 +50,11 @@ def test_no_console_is_attached_when_the_session_start_cannot_be_audited(
     grant = Grant(
         identity=Identity("alice", "0a", now, Credential("key", "00", "SHA256:x")),
         vm=repo.VM("vm01", "unix:/nonexistent", {}, now),
-        attributes=AttributeSet(roles=("operator",)),
-        attribute_serials=("0b",),
-        rejected_attribute_certificates=(),
+        approval=Approval(AttributeSet(roles=("operator",)), ("0b",), (), None),
         decision=Decision(True, frozenset({"console.view", "console.interact"}),
                           ("operators",), ()),
         policy_version=1,
+        decided_at=now,
     )
     hub = _HubThatMustNotBeTouched()
     process = _Process()

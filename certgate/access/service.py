@@ -1,0 +1,346 @@
+"""``AccessService``: the one place that decides who may do what, for one installation.
+
+It reads the store (one snapshot per decision) and hands plain data to the pure parts:
+``identification`` (is the identity good now?), ``approval`` (which ACs count here, now?)
+and ``certgate.policy.decide`` (what does the policy grant?). The SSH gateway, ``policy
+check``, ``attr verify``, ``whoami``, the VM listing and the live re-checks all come here.
+
+Synchronous (the store is); the SSH server calls it from worker threads, so every cache is
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from ca import attribute_cert
+from ca.attributes import AttributeSet
+from ca.serials import format_serial
+from certgate.access.approval import (
+    ParsedACs,
+    TrustAnchors,
+    VerifiedACs,
+    approve_attribute_certificates,
+    judge_attribute_certificate,
+)
+from certgate.access.clock import SYSTEM_CLOCK, Clock
+from certgate.access.identification import (
+    VerifiedIdentities,
+    identity_problem,
+    ssh_certificate_problem,
+)
+from certgate.access.model import (
+    EMPTY_APPROVAL,
+    EMPTY_POLICY,
+    AccessRefused,
+    Approval,
+    Credential,
+    Grant,
+    Identity,
+    Rejection,
+)
+from certgate.access.snapshot import AccessSnapshot, read_snapshot
+from certgate.errors import CertgateError
+from certgate.policy import (
+    VIEW,
+    Decision,
+    Policy,
+    RequestContext,
+    Subject,
+    VMInfo,
+    decide,
+    load_policy,
+)
+from certgate.policy.boundaries import next_time_boundary
+from certgate.store import repositories as repo
+
+if TYPE_CHECKING:
+    from certgate.installation import Installation
+
+EXPIRED_LOOKBACK = timedelta(hours=24)
+"""ACs that expired this recently still appear (as rejected, with their expiry) in decisions,
+their audit events and explanations; older ones are history and are not read at all."""
+
+
+def parse_source(address: str | None) -> IPv4Address | IPv6Address | None:
+    if not address:
+        return None
+    try:
+        return ip_address(address.split("%")[0])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class AttributeCheck:
+    """The outcome of checking one AC (from anywhere: a file, another implementation)."""
+
+    serial: str
+    holder_serial: str
+    holder_user: str | None
+    attributes: AttributeSet | None
+    targets: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    error: str | None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
+class _PolicyCache:
+    def __init__(self) -> None:
+        self.version = 0
+        self.policy: Policy = EMPTY_POLICY
+        self.lock = threading.Lock()
+
+    def resolve(self, snapshot: AccessSnapshot) -> Policy:
+        with self.lock:
+            if snapshot.policy is not None and snapshot.policy.version != self.version:
+                self.policy = load_policy(snapshot.policy.source, snapshot.policy.source_name)
+                self.version = snapshot.policy.version
+            elif snapshot.policy_version == 0:
+                self.policy, self.version = EMPTY_POLICY, 0
+            return self.policy
+
+
+class AccessService:
+    """Identity, attributes and decisions for one installation."""
+
+    def __init__(self, installation: Installation, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.database = installation.database
+        self.clock = clock
+        self.anchors = TrustAnchors(installation.root_certificate,
+                                    installation.aa_certificate,
+                                    installation.config.gateway_name)
+        self.verified_acs = VerifiedACs()
+        self._parsed = ParsedACs()
+        self._identities = VerifiedIdentities()
+        self._policy = _PolicyCache()
+
+    @property
+    def gateway_name(self) -> str:
+        return self.anchors.gateway_name
+
+    # -- identify a credential ---------------------------------------------------------------
+
+    def identify(self, credential: Credential, at: datetime | None = None) -> Identity:
+        """Who presented ``credential``; AccessRefused (with the reason) if nobody valid."""
+        at = at or self.clock.now()
+        ssh_row: repo.IssuedCertificate | None = None
+        with self.database.snapshot() as session:
+            if credential.kind == "openssh-cert":
+                ssh_row = next(
+                    (row for row in repo.ssh_certificates_for_key(session,
+                                                                  credential.key_fingerprint)
+                     if row.der == credential.ssh_cert_blob), None)
+                if ssh_row is None:
+                    raise AccessRefused(f"OpenSSH certificate for key "
+                                        f"{credential.ssh_fingerprint} was not issued here")
+                holder = repo.find_certificate(session, ssh_row.holder_serial or "")
+                candidates = [holder] if holder else []
+            elif credential.kind == "x509":
+                candidates = [self._x509_identity(session, credential)]
+            else:
+                candidates = repo.identities_for_key(session, credential.key_fingerprint)
+                if not candidates:
+                    raise AccessRefused(
+                        f"no identity certificate is issued for key {credential.ssh_fingerprint}"
+                    )
+        if ssh_row is not None:
+            problem = ssh_certificate_problem(ssh_row, at)
+            if problem:
+                raise AccessRefused(problem)
+        problems: list[str] = []
+        for row in sorted(candidates, key=lambda c: c.not_before, reverse=True):
+            problem = identity_problem(row, root=self.anchors.root, at=at,
+                                       verified=self._identities)
+            if problem:
+                problems.append(problem)
+                continue
+            return Identity(row.user, row.serial, row.not_after, credential,
+                            ssh_row.serial if ssh_row else None)
+        raise AccessRefused("; ".join(problems) or "no valid identity certificate")
+
+    @staticmethod
+    def _x509_identity(session: Session, credential: Credential) -> repo.IssuedCertificate:
+        """The presented X.509 certificate must be, byte for byte, one we issued."""
+        refusal = AccessRefused("the X.509 certificate was not issued by this gateway's CA")
+        try:
+            cert = x509.load_der_x509_certificate(credential.x509_der or b"")
+        except ValueError as exc:
+            raise refusal from exc
+        row = repo.find_certificate(session, format_serial(cert.serial_number))
+        if row is None or row.kind != repo.IDENTITY or row.der != credential.x509_der:
+            raise refusal
+        return row
+
+    def identity_of_user(self, user: str, at: datetime | None = None) -> Identity:
+        """The identity ``user`` holds at ``at`` (their newest valid identity certificate),
+        for decisions about a user rather than a login (``policy check``, web pages)."""
+        at = at or self.clock.now()
+        with self.database.read() as session:
+            row = repo.current_identity(session, user, at)
+        if row is None:
+            raise CertgateError(f"user {user} has no valid identity certificate")
+        return Identity(user, row.serial, row.not_after,
+                        Credential("key", row.key_fingerprint or "", "-"))
+
+    # -- decide ----------------------------------------------------------------------------
+
+    def _snapshot(self, identity: Identity, vm_names: list[str] | None,
+                  at: datetime) -> AccessSnapshot:
+        with self.database.snapshot() as session:
+            return read_snapshot(
+                session, identity_serial=identity.serial,
+                ssh_cert_serial=identity.ssh_cert_serial, vm_names=vm_names,
+                acs_unexpired_at=at - EXPIRED_LOOKBACK,
+                cached_policy_version=self._policy.version,
+            )
+
+    def _identity_problem(self, identity: Identity, snapshot: AccessSnapshot,
+                          at: datetime) -> str | None:
+        problem = identity_problem(snapshot.identity, root=self.anchors.root, at=at,
+                                   verified=self._identities,
+                                   user_disabled=snapshot.user_disabled)
+        if problem is None and identity.ssh_cert_serial is not None:
+            problem = ssh_certificate_problem(snapshot.ssh_certificate, at)
+        return problem
+
+    def _approve(self, snapshot: AccessSnapshot, vm: str | None, at: datetime) -> Approval:
+        assert snapshot.identity is not None
+        holder_cert = x509.load_der_x509_certificate(snapshot.identity.der)
+        return approve_attribute_certificates(
+            snapshot.identity, holder_cert, snapshot.attribute_certificates,
+            anchors=self.anchors, vm=vm, at=at, cache=self.verified_acs, parsed=self._parsed,
+        )
+
+    def _grant(self, identity: Identity, snapshot: AccessSnapshot, vm: repo.VM,
+               source: str | None, at: datetime) -> Grant:
+        policy = self._policy.resolve(snapshot)
+        problem = self._identity_problem(identity, snapshot, at)
+        if problem is not None:
+            return Grant(identity, vm, EMPTY_APPROVAL,
+                         Decision(False, frozenset(), (), (problem,)),
+                         snapshot.policy_version, at, None, snapshot.change_counter)
+        approval = self._approve(snapshot, vm.name, at)
+        info = VMInfo(vm.name, vm.labels)
+        decision = decide(policy, Subject(identity.user, approval.attributes), info,
+                          RequestContext(parse_source(source), at))
+        assert snapshot.identity is not None
+        boundaries = [snapshot.identity.not_after, approval.valid_until,
+                      next_time_boundary(policy, info, at)]
+        if snapshot.ssh_certificate is not None:
+            boundaries.append(snapshot.ssh_certificate.not_after)
+        valid_until = min(b for b in boundaries if b is not None)
+        return Grant(identity, vm, approval, decision, snapshot.policy_version, at,
+                     valid_until, snapshot.change_counter)
+
+    def decide(self, identity: Identity, vm_name: str, source: str | None,
+               at: datetime | None = None) -> Grant:
+        """May ``identity`` reach ``vm_name`` from ``source`` at ``at`` (default: now)?
+
+        Raises AccessRefused only when there is no such VM; every other refusal is a Grant
+        whose decision is denied, with the reasons.
+        """
+        at = at or self.clock.now()
+        snapshot = self._snapshot(identity, [vm_name], at)
+        if not snapshot.vms:
+            raise AccessRefused(f"no VM named {vm_name}")
+        return self._grant(identity, snapshot, snapshot.vms[0], source, at)
+
+    def reachable(self, identity: Identity, source: str | None, *,
+                  privilege: str = VIEW, at: datetime | None = None
+                  ) -> list[tuple[repo.VM, Decision]]:
+        """Every VM ``identity`` may use with ``privilege`` now, by name (one snapshot)."""
+        at = at or self.clock.now()
+        snapshot = self._snapshot(identity, None, at)
+        found = []
+        for vm in snapshot.vms:
+            grant = self._grant(identity, snapshot, vm, source, at)
+            if grant.permits(privilege):
+                found.append((vm, grant.decision))
+        return found
+
+    def approval_at_gateway(self, identity: Identity, at: datetime | None = None) -> Approval:
+        """The ACs that count at this gateway (any VM), for ``whoami``."""
+        at = at or self.clock.now()
+        snapshot = self._snapshot(identity, [], at)
+        problem = self._identity_problem(identity, snapshot, at)
+        if problem is not None:
+            raise AccessRefused(problem)
+        return self._approve(snapshot, None, at)
+
+    def may(self, user: str, privilege: str, vm_name: str, source: str | None,
+            at: datetime | None = None) -> Grant:
+        """May ``user`` (by name, through their current identity) do ``privilege`` on
+        ``vm_name`` from ``source`` at ``at``? ``grant.permits(privilege)`` is the answer and
+        ``explain(grant)`` the reasons."""
+        at = at or self.clock.now()
+        return self.decide(self.identity_of_user(user, at), vm_name, source, at)
+
+    def still_permitted(self, grant: Grant, source: str | None, privilege: str,
+                        at: datetime | None = None) -> tuple[Grant | None, str | None]:
+        """Re-decide a live session: (the new grant, None) while ``privilege`` holds, else
+        (the new grant or None, why access ended), naming the certificate that changed."""
+        assert grant.vm is not None
+        try:
+            fresh = self.decide(grant.identity, grant.vm.name, source, at)
+        except AccessRefused as exc:
+            return None, str(exc)
+        if fresh.permits(privilege):
+            return fresh, None
+        return fresh, withdrawal_reason(grant, fresh)
+
+    # -- a certificate from outside ------------------------------------------------------------
+
+    def check_attribute_certificate(self, data: bytes, *, vm: str | None = None,
+                                    at: datetime | None = None) -> AttributeCheck:
+        """Check an AC (a file, another implementation's) against this installation."""
+        at = at or self.clock.now()
+        ac = attribute_cert.parse_attribute_certificate(data)
+        serial, holder_serial = format_serial(ac.serial), format_serial(ac.holder_serial)
+        with self.database.snapshot() as session:
+            holder_row = repo.find_certificate(session, holder_serial)
+            stored = repo.find_certificate(session, serial)
+        error: str | None = None
+        attributes: AttributeSet | None = ac.attributes
+        if holder_row is None or holder_row.kind != repo.IDENTITY:
+            error = f"holder {holder_serial} is not an identity certificate issued here"
+        else:
+            outcome = judge_attribute_certificate(
+                ac, holder_cert=x509.load_der_x509_certificate(holder_row.der),
+                anchors=self.anchors, vm=vm, at=at,
+                revoked=stored is not None and stored.status == "revoked",
+                revoked_reason=stored.revocation_reason if stored else None,
+                holder_revoked=holder_row.status == "revoked",
+                holder_revoked_reason=holder_row.revocation_reason,
+            )
+            if isinstance(outcome, Rejection):
+                error = outcome.message
+            else:
+                attributes = outcome
+        return AttributeCheck(
+            serial=serial, holder_serial=holder_serial,
+            holder_user=holder_row.user if holder_row else None,
+            attributes=attributes, targets=ac.target_gateways + ac.target_vms,
+            not_before=ac.not_before, not_after=ac.not_after, error=error,
+        )
+
+
+def withdrawal_reason(before: Grant, after: Grant) -> str:
+    """Why a live session lost access, naming what changed when a certificate did."""
+    if after.approval is EMPTY_APPROVAL and after.decision.reasons:
+        return after.decision.reasons[0]
+    lost = [r for r in after.approval.rejected if r.serial in before.attribute_serials]
+    if lost:
+        return "; ".join(str(r) for r in lost)
+    return "access withdrawn: " + "; ".join(after.decision.reasons or ("policy",))

@@ -1,0 +1,52 @@
+"""One read of the store per decision: everything a decision looks at, from one transaction.
+
+Reading identity, ACs, revocations, VMs and the policy version in one transaction means a
+decision never mixes a revocation committed between two reads with the state before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from certgate.store import repositories as repo
+
+
+@dataclass(frozen=True)
+class AccessSnapshot:
+    identity: repo.IssuedCertificate | None
+    ssh_certificate: repo.IssuedCertificate | None
+    attribute_certificates: tuple[repo.IssuedCertificate, ...]
+    vms: tuple[repo.VM, ...]
+    policy_version: int
+    policy: repo.PolicyVersion | None
+    """The policy's source, read only when the caller does not hold ``policy_version``."""
+    user_disabled: bool = False
+    change_counter: int = 0
+
+
+def read_snapshot(
+    session: Session,
+    *,
+    identity_serial: str,
+    ssh_cert_serial: str | None,
+    vm_names: Sequence[str] | None,
+    acs_unexpired_at: datetime,
+    cached_policy_version: int,
+) -> AccessSnapshot:
+    """Read in ``session`` (one transaction); ``vm_names`` None means every VM."""
+    identity = repo.find_certificate(session, identity_serial)
+    ssh_certificate = (repo.find_certificate(session, ssh_cert_serial)
+                       if ssh_cert_serial else None)
+    acs = repo.attribute_certificates_for_holder(
+        session, identity_serial, unexpired_at=acs_unexpired_at)
+    if vm_names is None:
+        vms = repo.list_vms(session)
+    else:
+        vms = [vm for vm in (repo.find_vm(session, name) for name in vm_names) if vm]
+    version = repo.current_policy_number(session)
+    policy = repo.current_policy(session) if version != cached_policy_version else None
+    return AccessSnapshot(identity, ssh_certificate, tuple(acs), tuple(vms), version, policy)

@@ -1,0 +1,143 @@
+"""Decisions through real SSH, fast: the gateway in-process with a fake clock.
+
+What a user is told when an attribute certificate expires, is revoked or is limited to other
+VMs, and how live sessions end, without sleeping for real time to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from gateway_inprocess import InProcessGateway, console_path
+from gateway_testing import TEST_PASSPHRASE, RecordingConsole, default_policy
+
+from certgate.home import Home
+from certgate.installation import Installation
+from certgate.provisioning import InitOptions, create_installation
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
+    root = tmp_path_factory.mktemp("inproc")
+    home = Home(root / "home")
+    create_installation(home, InitOptions(gateway_name="gw.test"), passphrase=TEST_PASSPHRASE,
+                        actor="test")
+    inst = Installation(home, actor="test", passphrase=lambda: TEST_PASSPHRASE)
+    short = Path(f"/tmp/cgd-{root.name[-12:]}")
+    short.mkdir(exist_ok=True)
+    console = RecordingConsole(console_path(short, "c.sock"))
+    gateway = InProcessGateway(inst)
+    for vm in ("vm01", "vm02"):
+        gateway.add_vm(vm, f"unix:{console.path}")
+    gateway.apply_policy(default_policy())
+    try:
+        yield gateway
+    finally:
+        gateway.close()
+        console.close()
+        inst.close()
+
+
+@pytest.fixture(autouse=True)
+def real_time_at_start(harness: InProcessGateway) -> None:
+    """Each test starts at the real time (certificates are issued at the real time)."""
+    harness.clock.set(datetime.now(UTC))
+
+
+def decision_details(harness: InProcessGateway, user: str, after: int) -> dict[str, object]:
+    entries = [e for e in harness.audit("access.decide", after=after) if e.user == user]
+    assert entries, f"no access.decide event for {user}"
+    found: dict[str, object] = json.loads(entries[-1].details_json or "{}")
+    return found
+
+
+def test_an_expired_attribute_certificate_is_named_with_its_expiry(
+    harness: InProcessGateway,
+) -> None:
+    ivy = harness.add_person("ivy", "role=operator", valid="1h")
+    harness.advance(timedelta(hours=1, minutes=1))
+    head = harness.audit_head()
+
+    output, status = harness.login_output(ivy, "vm01")
+
+    assert status == 1
+    assert "access to vm01 denied" in output
+    assert f"not counted: AC {ivy.ac_serials[0]} expired at " in output
+    details = decision_details(harness, "ivy", head)
+    assert details["attribute_certificates"] == []
+    rejected = details["rejected_attribute_certificates"]
+    assert isinstance(rejected, list)
+    assert rejected[0].startswith(f"AC {ivy.ac_serials[0]} expired at ")
+
+
+def test_an_attribute_certificate_limited_to_another_vm_says_so(
+    harness: InProcessGateway,
+) -> None:
+    jack = harness.add_person("jack", "role=operator", targets=("vm02",))
+
+    output, status = harness.login_output(jack, "vm01")
+
+    assert status == 1
+    assert f"not counted: AC {jack.ac_serials[0]} is limited to vm02" in output
+
+
+def test_a_live_session_ends_when_its_attribute_certificate_expires(
+    harness: InProcessGateway,
+) -> None:
+    kim = harness.add_person("kim", "role=operator", valid="2h")
+    session = harness.session(kim, "vm01")
+    harness.run(session.read_until(b"connected to vm01"))
+
+    harness.advance(timedelta(hours=2))
+
+    output, status = harness.run(session.finish())
+    assert status == 1
+    assert f"session ended: AC {kim.ac_serials[0]} expired at ".encode() in output
+
+
+def test_revoking_the_attribute_certificate_ends_the_session_naming_it_and_the_reason(
+    harness: InProcessGateway,
+) -> None:
+    lou = harness.add_person("lou", "role=operator")
+    session = harness.session(lou, "vm01")
+    harness.run(session.read_until(b"connected to vm01"))
+    head = harness.audit_head()
+
+    harness.inst.ca.revoke(lou.ac_serials[0], reason="keyCompromise")
+
+    output, status = harness.run(session.finish())
+    assert status == 1
+    assert (f"session ended: AC {lou.ac_serials[0]} was revoked (keyCompromise)".encode()
+            in output)
+    ended = [e for e in harness.audit("session.revoked", after=head) if e.user == "lou"]
+    assert len(ended) == 1
+    assert "keyCompromise" in (ended[0].details_json or "")
+
+
+def test_whoami_lists_attribute_certificates_that_do_not_count_and_why(
+    harness: InProcessGateway,
+) -> None:
+    max_ = harness.add_person("max", "role=operator")
+    stale = harness.grant("max", "role=viewer", valid="10m")
+    harness.advance(timedelta(minutes=11))
+
+    output, status = harness.login_output(max_, "whoami")
+
+    assert status == 0
+    assert "user        max" in output
+    assert f"from ACs    {max_.ac_serials[0]}" in output
+    assert f"rejected    AC {stale} expired at " in output
+
+
+def test_the_listing_shows_only_what_may_be_reached_now(harness: InProcessGateway) -> None:
+    nia = harness.add_person("nia", "role=operator", targets=("vm02",))
+
+    output, status = harness.login_output(nia, "nowhere")
+
+    assert status == 0
+    assert "VMs nia may reach now:" in output
+    assert "vm02" in output and "vm01 " not in output
