@@ -121,6 +121,7 @@ class CAService:
         serial = format_serial(cert.serial_number)
         with self.installation.admin_write() as session:
             user = repo.add_user(session, name, email)
+            repo.bind_key(session, keys.spki_sha256(public_key), name, datetime.now(UTC))
             repo.add_certificate(
                 session,
                 serial=serial,
@@ -241,6 +242,55 @@ class CAService:
                      "holder": holder_row.serial, "not_after": not_after.isoformat()},
         )
         return cert, event
+
+    # -- user lifecycle ------------------------------------------------------------------------
+
+    def disable_user(self, name: str) -> repo.User:
+        """Refuse every login of ``name`` from now on; gateways end their live sessions."""
+        with self.installation.admin_write() as session:
+            current = repo.get_user(session, name)
+            if current.removed_at is not None:
+                raise CertgateError(f"user {name} was removed; there is nothing to disable")
+            if current.disabled_at is not None:
+                raise CertgateError(f"user {name} is already disabled (since "
+                                    f"{current.disabled_at.isoformat()})")
+            user = repo.set_user_disabled(session, name, datetime.now(UTC))
+            append_in(session, [self._event("user.disable", outcome="ok", user=name)])
+        return user
+
+    def enable_user(self, name: str) -> repo.User:
+        with self.installation.admin_write() as session:
+            current = repo.get_user(session, name)
+            if current.removed_at is not None:
+                raise CertgateError(f"user {name} was removed (its certificates are revoked); "
+                                    "add a new user instead")
+            if current.disabled_at is None:
+                raise CertgateError(f"user {name} is not disabled")
+            user = repo.set_user_disabled(session, name, None)
+            append_in(session, [self._event("user.enable", outcome="ok", user=name)])
+        return user
+
+    def remove_user(self, name: str, *, reason: str = "cessationOfOperation"
+                    ) -> tuple[repo.User, list[repo.IssuedCertificate]]:
+        """Revoke every certificate ``name`` holds (identity, ACs, OpenSSH) and mark the
+        user removed; rows and audit history stay."""
+        revocation.parse_reason(reason)
+        at = datetime.now(UTC).replace(microsecond=0)
+        with self.installation.admin_write() as session:
+            current = repo.get_user(session, name)
+            if current.removed_at is not None:
+                raise CertgateError(f"user {name} was already removed at "
+                                    f"{current.removed_at.isoformat()}")
+            revoked = [
+                repo.revoke_certificate(session, cert.serial, reason=reason, at=at)
+                for cert in repo.certificates_of(session, name) if cert.status != "revoked"
+            ]
+            user = repo.mark_user_removed(session, name, at)
+            append_in(session, [self._event(
+                "user.rm", outcome="ok", user=name,
+                details={"reason": reason,
+                         "revoked": [{"serial": c.serial, "kind": c.kind} for c in revoked]})])
+        return user, revoked
 
     # -- revocation ---------------------------------------------------------------------------
 

@@ -94,6 +94,7 @@ def issue_ssh_certificate(
     ca_key = keys.read_private_key(inst.home.ssh_ca_key, inst.passphrase())
     with inst.admin_write() as session:
         identity = inst.ca.current_identity(session, user)
+        repo.bind_key(session, keys.spki_sha256(public_key), user, datetime.now(UTC))
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         end = min(start + valid_for, identity.not_after)
         serial = ssh_certs.new_ssh_serial()

@@ -12,6 +12,7 @@ thread-safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -46,7 +47,7 @@ from certgate.access.model import (
     Identity,
     Rejection,
 )
-from certgate.access.snapshot import AccessSnapshot, read_snapshot
+from certgate.access.snapshot import AccessSnapshot, read_snapshot, read_snapshots
 from certgate.errors import CertgateError
 from certgate.policy import (
     VIEW,
@@ -155,6 +156,7 @@ class AccessService:
                     raise AccessRefused(
                         f"no identity certificate is issued for key {credential.ssh_fingerprint}"
                     )
+            disabled = repo.disabled_users(session, {c.user for c in candidates})
         if ssh_row is not None:
             problem = ssh_certificate_problem(ssh_row, at)
             if problem:
@@ -162,7 +164,8 @@ class AccessService:
         problems: list[str] = []
         for row in sorted(candidates, key=lambda c: c.not_before, reverse=True):
             problem = identity_problem(row, root=self.anchors.root, at=at,
-                                       verified=self._identities)
+                                       verified=self._identities,
+                                       user_disabled=row.user in disabled)
             if problem:
                 problems.append(problem)
                 continue
@@ -287,6 +290,29 @@ class AccessService:
         at = at or self.clock.now()
         return self.decide(self.identity_of_user(user, at), vm_name, source, at)
 
+    def redecide(self, sessions: Sequence[tuple[Grant, str | None, str]],
+                 at: datetime | None = None) -> list[tuple[Grant | None, str | None]]:
+        """``still_permitted`` for many live sessions from one snapshot: after a store
+        change every live session is re-decided with a handful of queries in total."""
+        at = at or self.clock.now()
+        keys = [(g.identity.serial, g.identity.ssh_cert_serial) for g, _, _ in sessions]
+        with self.database.snapshot() as session:
+            snapshots = read_snapshots(session, identities=keys,
+                                       acs_unexpired_at=at - EXPIRED_LOOKBACK,
+                                       cached_policy_version=self._policy.version)
+        outcomes: list[tuple[Grant | None, str | None]] = []
+        for (grant, source, privilege), key in zip(sessions, keys, strict=True):
+            snapshot = snapshots[key]
+            assert grant.vm is not None
+            vm = next((v for v in snapshot.vms if v.name == grant.vm.name), None)
+            if vm is None:
+                outcomes.append((None, f"VM {grant.vm.name} was removed"))
+                continue
+            fresh = self._grant(grant.identity, snapshot, vm, source, at)
+            outcomes.append((fresh, None) if fresh.permits(privilege)
+                            else (fresh, withdrawal_reason(grant, fresh)))
+        return outcomes
+
     def still_permitted(self, grant: Grant, source: str | None, privilege: str,
                         at: datetime | None = None) -> tuple[Grant | None, str | None]:
         """Re-decide a live session: (the new grant, None) while ``privilege`` holds, else
@@ -295,7 +321,8 @@ class AccessService:
         try:
             fresh = self.decide(grant.identity, grant.vm.name, source, at)
         except AccessRefused as exc:
-            return None, str(exc)
+            return None, f"VM {grant.vm.name} was removed" if "no VM named" in str(exc) \
+                else str(exc)
         if fresh.permits(privilege):
             return fresh, None
         return fresh, withdrawal_reason(grant, fresh)

@@ -49,4 +49,34 @@ def read_snapshot(
         vms = [vm for vm in (repo.find_vm(session, name) for name in vm_names) if vm]
     version = repo.current_policy_number(session)
     policy = repo.current_policy(session) if version != cached_policy_version else None
-    return AccessSnapshot(identity, ssh_certificate, tuple(acs), tuple(vms), version, policy)
+    disabled = bool(identity and repo.disabled_users(session, [identity.user]))
+    return AccessSnapshot(identity, ssh_certificate, tuple(acs), tuple(vms), version, policy,
+                          disabled, repo.change_counter(session))
+
+
+def read_snapshots(
+    session: Session,
+    *,
+    identities: Sequence[tuple[str, str | None]],
+    acs_unexpired_at: datetime,
+    cached_policy_version: int,
+) -> dict[tuple[str, str | None], AccessSnapshot]:
+    """Snapshots for many identities (serial, OpenSSH certificate serial) from one
+    transaction and a handful of queries: the re-check of every live session after a change.
+    Each holds every VM."""
+    serials = {serial for serial, _ in identities} | {ssh for _, ssh in identities if ssh}
+    certificates = repo.certificates_by_serial(session, serials)
+    acs = repo.attribute_certificates_for_holders(
+        session, {serial for serial, _ in identities}, unexpired_at=acs_unexpired_at)
+    vms = tuple(repo.list_vms(session))
+    version = repo.current_policy_number(session)
+    policy = repo.current_policy(session) if version != cached_policy_version else None
+    disabled = repo.disabled_users(session, {c.user for c in certificates.values()})
+    counter = repo.change_counter(session)
+    snapshots = {}
+    for serial, ssh in identities:
+        identity = certificates.get(serial)
+        snapshots[(serial, ssh)] = AccessSnapshot(
+            identity, certificates.get(ssh) if ssh else None, tuple(acs.get(serial, ())), vms,
+            version, policy, bool(identity and identity.user in disabled), counter)
+    return snapshots

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent
@@ -109,6 +109,21 @@ def heartbeat(database: Database, session_id: str, *, now: datetime | None = Non
     with database.write() as session:
         row = _live_row(session, session_id)
         row.heartbeat_at = now or datetime.now(UTC)
+
+
+def heartbeat_all(database: Database, session_ids: list[str], *,
+                  now: datetime | None = None) -> None:
+    """Mark many live sessions as still served, in one transaction (one statement per 500)."""
+    if not session_ids:
+        return
+    at = now or datetime.now(UTC)
+    with database.write() as session:
+        for start in range(0, len(session_ids), 500):
+            session.execute(
+                update(ConsoleSessionRow)
+                .where(ConsoleSessionRow.id.in_(session_ids[start:start + 500]),
+                       ConsoleSessionRow.status == LIVE)
+                .values(heartbeat_at=at))
 
 
 def _live_row(session: Session, session_id: str) -> ConsoleSessionRow:

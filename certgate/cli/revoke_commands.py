@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ca.revocation import REVOCATION_REASONS
 from certgate.cli.main import AppContext, pass_app
 from certgate.cli.streams import write_output
 from certgate.errors import CertgateError
@@ -17,9 +18,9 @@ def add_commands(cli: click.Group) -> None:
 
 @click.command()
 @click.argument("serial")
-@click.option("--reason", default="unspecified", show_default=True,
-              help="RFC 5280 reason: keyCompromise, affiliationChanged, superseded, "
-                   "cessationOfOperation, privilegeWithdrawn, ...")
+@click.option("--reason", default="unspecified", show_default=True, metavar="REASON",
+              help="An RFC 5280 CRLReason name (case-insensitive): "
+                   + ", ".join(REVOCATION_REASONS) + ".")
 @pass_app
 def revoke(app: AppContext, serial: str, reason: str) -> None:
     """Revoke an identity or attribute certificate; takes effect at once."""

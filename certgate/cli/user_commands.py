@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import keys
+from ca.revocation import REVOCATION_REASONS
 from certgate.cli.main import AppContext, CommandGroup, emit_json, pass_app
 from certgate.cli.streams import read_input, write_output
 from certgate.errors import CertgateError
@@ -130,6 +131,9 @@ def _user_json(user: repo.User, certs: list[repo.IssuedCertificate], at: datetim
         "name": user.name,
         "email": user.email,
         "created_at": user.created_at.isoformat(),
+        "state": user.state,
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+        "removed_at": user.removed_at.isoformat() if user.removed_at else None,
         "identity_certificates": [c.summary(at) for c in certs if c.kind == repo.IDENTITY],
         "attribute_certificates": [c.summary(at) for c in certs if c.kind == repo.ATTRIBUTE],
     }
@@ -147,12 +151,13 @@ def user_list(app: AppContext, as_json: bool) -> None:
     if as_json:
         emit_json([_user_json(u, certs, at) for u, certs in rows])
         return
-    click.echo(f"{'NAME':<20} {'EMAIL':<28} {'IDENTITY':<10} {'ACS':>4}")
+    click.echo(f"{'NAME':<20} {'EMAIL':<28} {'STATE':<9} {'IDENTITY':<10} {'ACS':>4}")
     for user, certs in rows:
         identities = [c for c in certs if c.kind == repo.IDENTITY]
         state = identities[-1].state_at(at) if identities else "none"
         valid_acs = sum(1 for c in certs if c.kind == repo.ATTRIBUTE and c.state_at(at) == "valid")
-        click.echo(f"{user.name:<20} {user.email or '-':<28} {state:<10} {valid_acs:>4}")
+        click.echo(f"{user.name:<20} {user.email or '-':<28} {user.state:<9} {state:<10} "
+                   f"{valid_acs:>4}")
 
 
 @user_group.command("show")
@@ -172,6 +177,7 @@ def user_show(app: AppContext, name: str, as_json: bool) -> None:
         return
     click.echo(f"user   {user.name}")
     click.echo(f"email  {user.email or '-'}")
+    click.echo(f"state  {user.state}")
     for cert in certs:
         if cert.kind == repo.ATTRIBUTE:
             detail = f"{cert.subject}" + (f" targets={','.join(cert.targets)}"
@@ -180,3 +186,38 @@ def user_show(app: AppContext, name: str, as_json: bool) -> None:
             detail = cert.subject
         click.echo(f"  {cert.kind:<9} {cert.serial}  {cert.state_at(at):<13} "
                    f"until {cert.not_after.isoformat()}  {detail}")
+
+
+@user_group.command("disable")
+@click.argument("name")
+@pass_app
+def user_disable(app: AppContext, name: str) -> None:
+    """Refuse every login of NAME at once and end their live sessions (reversible)."""
+    app.installation().ca.disable_user(name)
+    click.echo(f"user {name} disabled: logins are refused and live sessions end")
+
+
+@user_group.command("enable")
+@click.argument("name")
+@pass_app
+def user_enable(app: AppContext, name: str) -> None:
+    """Let a disabled user log in again."""
+    app.installation().ca.enable_user(name)
+    click.echo(f"user {name} enabled")
+
+
+@user_group.command("rm")
+@click.argument("name")
+@click.option("--reason", default="cessationOfOperation", show_default=True,
+              metavar="REASON", help="RFC 5280 reason recorded for every revocation: "
+              + ", ".join(REVOCATION_REASONS) + ".")
+@pass_app
+def user_rm(app: AppContext, name: str, reason: str) -> None:
+    """Revoke every certificate NAME holds (identity, ACs, OpenSSH) and retire the name.
+
+    The user's records and audit history are kept; the name cannot be reused.
+    """
+    _, revoked = app.installation().ca.remove_user(name, reason=reason)
+    click.echo(f"user {name} removed; {len(revoked)} certificate(s) revoked ({reason})")
+    for cert in revoked:
+        click.echo(f"  revoked {cert.kind:<9} {cert.serial}")

@@ -27,6 +27,8 @@ from certgate.consoles.uri import ExecConsole
 
 _READ_SIZE = 65536
 HANGUP_GRACE = 1.0
+EXIT_DRAIN = 0.2
+"""Seconds after the command exited during which its last output is still read."""
 
 
 def _set_window_size(fd: int, cols: int, rows: int) -> None:
@@ -49,7 +51,14 @@ def _child_environment(term_type: str) -> dict[str, str]:
 
 
 class PtyConsoleConnection:
-    """A child process group on a pty; EOF when the child side of the pty is gone."""
+    """A child process group on a pty; EOF when the console command exits (or every holder
+    of the pty's child side has closed it).
+
+    The command's exit must count on its own: when a pty's session leader exits, Linux does
+    not hang the terminal up (it only sends SIGHUP to the foreground group), so a process
+    the command left behind that ignores SIGHUP would keep the pty open and the session
+    would never see EOF. A pidfd tells the event loop when the command has exited.
+    """
 
     def __init__(self, target: ExecConsole, process: subprocess.Popen[bytes], master: int) -> None:
         self._target = target
@@ -57,6 +66,8 @@ class PtyConsoleConnection:
         self._master = master
         self._closed = False
         self._waiters: set[asyncio.Future[None]] = set()
+        self._pidfd = os.pidfd_open(process.pid)
+        self._exited_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -80,7 +91,21 @@ class PtyConsoleConnection:
             try:
                 return os.read(self._master, _READ_SIZE)
             except BlockingIOError:
-                await self._wait(readable=True)
+                if self._process.poll() is None:
+                    await self._wait(readable=True)
+                    continue
+                # The command has exited. What it wrote last may still be on its way through
+                # the kernel's pty buffer (pushed by a work queue): keep reading what arrives
+                # for EXIT_DRAIN seconds, then call it EOF.
+                loop = asyncio.get_running_loop()
+                if self._exited_at is None:
+                    self._exited_at = loop.time()
+                remaining = self._exited_at + EXIT_DRAIN - loop.time()
+                if remaining <= 0:
+                    return b""
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wait(readable=True, exit_wakes=False),
+                                           remaining)
             except OSError as exc:
                 if exc.errno == errno.EIO:  # every slave fd closed: the child is gone
                     return b""
@@ -127,12 +152,14 @@ class PtyConsoleConnection:
             await asyncio.sleep(0.01)
         loop.remove_reader(self._master)
         loop.remove_writer(self._master)
+        loop.remove_reader(self._pidfd)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         os.close(self._master)
+        os.close(self._pidfd)
 
-    async def _wait(self, *, readable: bool) -> None:
+    async def _wait(self, *, readable: bool, exit_wakes: bool = True) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._waiters.add(ready)
@@ -143,6 +170,8 @@ class PtyConsoleConnection:
 
         if readable:
             loop.add_reader(self._master, wake)
+            if exit_wakes:
+                loop.add_reader(self._pidfd, wake)  # readable once the command has exited
         else:
             loop.add_writer(self._master, wake)
         try:
@@ -152,6 +181,8 @@ class PtyConsoleConnection:
             if not self._closed:
                 if readable:
                     loop.remove_reader(self._master)
+                    if exit_wakes:
+                        loop.remove_reader(self._pidfd)
                 else:
                     loop.remove_writer(self._master)
 

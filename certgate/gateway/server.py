@@ -2,8 +2,9 @@
 
 The SSH login name only says where the user wants to go (a VM, or anything else for the
 list of reachable VMs); who they are was settled during authentication (``login.py``).
-A watcher re-checks every live session each second, so revoking an identity or attribute
-certificate, or applying a policy that removes access, ends sessions within seconds.
+Live sessions are re-decided when the store's change counter moves (revocation, issue,
+identity, policy or VM change; see ``rechecks.py``) or when a known time boundary passes, so
+revoking a certificate or applying a policy that removes access ends sessions at once.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from certgate.consoles.hub import ConsoleHub
 from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
+from certgate.gateway.rechecks import ChangeFeed, Waker, wait_for_wake
 from certgate.gateway.session import (
     LiveSession,
     SessionEnvironment,
@@ -69,7 +71,6 @@ class ServeOptions:
     host: str
     port: int
     gateway_id: str
-    watch_interval: float = 1.0
     heartbeat_interval: float = 5.0
     stale_after: float = 60.0
     """Seconds: a live session whose heartbeat is older belongs to a dead gateway."""
@@ -137,10 +138,16 @@ class Gateway:
         self._server: asyncssh.SSHAcceptor | None = None
         self._signer: CheckpointSigner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.feed = ChangeFeed(installation.database)
+        self.waker: Waker | None = None
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
-            self.live,
+            self.live, clock, self._wake,
         )
+
+    def _wake(self) -> None:
+        if self.waker is not None:
+            self.waker.wake()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,6 +191,9 @@ class Gateway:
             login_timeout=30,
             reuse_address=True,
         )
+        self.waker = Waker(asyncio.get_running_loop())
+        self.clock.on_jump(self.waker.wake_threadsafe)
+        await self.feed.start()
         self._tasks = [
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._heartbeat()),
@@ -231,6 +241,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.feed.stop()
         for hub in self.hubs.values():
             await hub.close()
         with contextlib.suppress(CertgateError):
@@ -359,36 +370,58 @@ class Gateway:
     # -- background duties --------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Re-decide every live session; end those that lost access."""
+        """Re-decide live sessions when the store changes or a time boundary passes."""
+        assert self.waker is not None
         while True:
-            await asyncio.sleep(self.options.watch_interval)
-            for live in list(self.live.values()):
-                try:
-                    reason = await asyncio.to_thread(self._still_allowed, live)
-                except Exception as exc:  # fail closed: an error re-checking ends the session
-                    reason = f"access could not be re-checked ({type(exc).__name__})"
-                if reason:
-                    live.terminate(reason)
-                    await self.audit(AuditEvent(
-                        "session.revoked", self.actor, outcome="deny",
-                        user=live.grant.identity.user,
-                        vm=live.grant.vm.name if live.grant.vm else None,
-                        serial=live.grant.identity.serial, source=live.source,
-                        session_id=live.session_id, details={"reason": reason}))
+            deadlines = [d for d in (live.deadline() for live in self.live.values()) if d]
+            changed = await wait_for_wake(self.feed, self.waker, self.clock,
+                                          min(deadlines) if deadlines else None)
+            await self.recheck(everything=changed)
 
-    def _still_allowed(self, live: LiveSession) -> str | None:
-        needed = INTERACT if live.interactive else VIEW
-        _, reason = self.access.still_permitted(live.grant, live.source, needed)
-        return reason
+    async def recheck(self, *, everything: bool) -> None:
+        """End sessions past a limit; re-decide all sessions (after a store change) or those
+        whose grant reached its time boundary, from one snapshot."""
+        now = self.clock.now()
+        due: list[LiveSession] = []
+        for live in list(self.live.values()):
+            if live.ended.is_set():
+                continue
+            limit = live.limit_reached(now)
+            if limit:
+                live.terminate(limit)
+            elif everything or (live.grant.valid_until is not None
+                                and live.grant.valid_until <= now):
+                due.append(live)
+        if not due:
+            return
+        requests = [(live.grant, live.source, INTERACT if live.interactive else VIEW)
+                    for live in due]
+        try:
+            outcomes = await asyncio.to_thread(self.access.redecide, requests, now)
+        except Exception as exc:  # fail closed: an error re-checking ends the sessions
+            log.error("re-check failed: %s", exc)
+            failure = f"access could not be re-checked ({type(exc).__name__})"
+            outcomes = [(None, failure)] * len(due)
+        for live, (fresh, reason) in zip(due, outcomes, strict=True):
+            if reason is None:
+                if fresh is not None:
+                    live.grant = fresh
+                continue
+            live.terminate(reason)
+            await self.audit(AuditEvent(
+                "session.revoked", self.actor, outcome="deny",
+                user=live.grant.identity.user,
+                vm=live.grant.vm.name if live.grant.vm else None,
+                serial=live.grant.identity.serial, source=live.source,
+                session_id=live.session_id, details={"reason": reason}))
 
     async def _heartbeat(self) -> None:
         """Mark our live sessions as served; end anyone's whose gateway stopped beating."""
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
-            for session_id in list(self.live):
-                with contextlib.suppress(CertgateError):
-                    await asyncio.to_thread(session_log.heartbeat,
-                                            self.installation.database, session_id)
+            with contextlib.suppress(CertgateError):
+                await asyncio.to_thread(session_log.heartbeat_all,
+                                        self.installation.database, list(self.live))
             with contextlib.suppress(CertgateError):
                 await asyncio.to_thread(
                     session_log.reap_abnormal, self.installation.database, None,

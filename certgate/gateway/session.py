@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncssh
 
-from certgate.access import Grant
+from certgate.access import SYSTEM_CLOCK, Clock, Grant
 from certgate.audit import sessions as session_log
 from certgate.audit.recording import AsciicastWriter, recording_path
 from certgate.consoles.errors import ConsoleError
@@ -31,26 +32,55 @@ log = logging.getLogger(__name__)
 
 DETACH_KEY = b"\x1d"  # Ctrl-]: as with telnet and virsh console
 READ_SIZE = 65536
+FLUSH_AFTER = 1.0
+"""Seconds after which recorded events reach the file even if the session goes quiet."""
 
 
 @dataclass
 class LiveSession:
-    """What the gateway's watcher needs to know about a running session, and its off switch."""
+    """What the gateway's re-check loop needs to know about a running session, and its off
+    switch. Times come from the gateway's clock, so tests move them without sleeping."""
 
     session_id: str
     grant: Grant
     source: str | None
     interactive: bool
-    started_at: float = field(default_factory=time.monotonic)
-    last_input: float = field(default_factory=time.monotonic)
+    clock: Clock = SYSTEM_CLOCK
+    started_at: datetime = field(init=False)
+    last_input: datetime = field(init=False)
     end_reason: str | None = None
     backend_exit_status: int | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.last_input = self.clock.now()
 
     def terminate(self, reason: str) -> None:
         if self.end_reason is None:
             self.end_reason = reason
         self.ended.set()
+
+    def touch(self) -> None:
+        self.last_input = self.clock.now()
+
+    def deadline(self) -> datetime | None:
+        """The next instant this session must be looked at again by time alone."""
+        decision = self.grant.decision
+        times = [self.grant.valid_until]
+        if decision.max_session:
+            times.append(self.started_at + decision.max_session)
+        if decision.idle_timeout:
+            times.append(self.last_input + decision.idle_timeout)
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
+
+    def limit_reached(self, now: datetime) -> str | None:
+        decision = self.grant.decision
+        if decision.max_session and now - self.started_at >= decision.max_session:
+            return f"maximum session length {decision.max_session} reached"
+        if decision.idle_timeout and now - self.last_input >= decision.idle_timeout:
+            return f"idle for {decision.idle_timeout}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,9 @@ class SessionEnvironment:
     recordings_dir: Path
     gateway_id: str
     live: dict[str, LiveSession]
+    clock: Clock = SYSTEM_CLOCK
+    on_new_session: Callable[[], None] = lambda: None
+    """Called when a session goes live, so the re-check loop learns its deadline."""
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
@@ -101,8 +134,9 @@ async def run_console_session(
         _say(process, "the audit log cannot be written; no session is opened")
         return 1
 
-    live = LiveSession(session_id, grant, source, interactive)
+    live = LiveSession(session_id, grant, source, interactive, clock=env.clock)
     env.live[session_id] = live
+    env.on_new_session()
     recorder = AsciicastWriter(
         cast_path, width=cols, height=rows, term=process.get_terminal_type() or "xterm",
         title=f"{grant.identity.user}@{grant.vm.name}",
@@ -162,9 +196,12 @@ async def _pump(
     live: LiveSession,
     recorder: AsciicastWriter,
 ) -> int:
+    flusher = _RecordingFlush(recorder)
+
     async def guest_to_user() -> None:
         async for chunk in attachment:
             recorder.output(chunk)
+            flusher.arm()
             process.stdout.write(chunk)
             await process.stdout.drain()
         live.backend_exit_status = attachment.exit_status
@@ -192,20 +229,13 @@ async def _pump(
                     await attachment.send(before)
                 live.terminate("user detached")
                 return
-            live.last_input = time.monotonic()
+            live.touch()
             if live.interactive:
                 recorder.input(data)
+                flusher.arm()
             await attachment.send(data)
 
-    async def ticker() -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            recorder.tick()
-            limit = _limit_reached(live)
-            if limit:
-                live.terminate(limit)
-
-    tasks = [asyncio.create_task(t) for t in (guest_to_user(), user_to_guest(), ticker())]
+    tasks = [asyncio.create_task(t) for t in (guest_to_user(), user_to_guest())]
     waiter = asyncio.create_task(_wait(live.ended))
     try:
         await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -218,6 +248,7 @@ async def _pump(
                     live.terminate(f"internal error: {type(exc).__name__}")
                     log.error("session pump failed", exc_info=exc)
     finally:
+        flusher.cancel()
         for task in [*tasks, waiter]:
             task.cancel()
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
@@ -233,14 +264,26 @@ async def _wait(event: asyncio.Event) -> None:
     await event.wait()
 
 
-def _limit_reached(live: LiveSession) -> str | None:
-    decision = live.grant.decision
-    now = time.monotonic()
-    if decision.max_session and now - live.started_at >= decision.max_session.total_seconds():
-        return f"maximum session length {decision.max_session} reached"
-    if decision.idle_timeout and now - live.last_input >= decision.idle_timeout.total_seconds():
-        return f"idle for {decision.idle_timeout}"
-    return None
+class _RecordingFlush:
+    """Writes the recording out at most a second after new events, and only then: a quiet
+    session costs no timer at all (no per-session ticking)."""
+
+    def __init__(self, recorder: AsciicastWriter) -> None:
+        self.recorder = recorder
+        self.handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_later(FLUSH_AFTER, self._flush)
+
+    def _flush(self) -> None:
+        self.handle = None
+        self.recorder.tick()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def wants_interaction(grant: Grant, command: str | None) -> bool | None:

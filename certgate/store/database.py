@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from certgate.errors import StoreError
+from certgate.store import changes
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -67,6 +68,7 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(certgate_write=True), expire_on_commit=False
         )
+        changes.install(self._write)
         # SQLite transactions always see one snapshot; PostgreSQL's default (read committed)
         # lets each statement see newer commits, so snapshots ask for repeatable read.
         self._snapshot = (

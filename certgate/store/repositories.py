@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certgate.errors import ConflictError, NotFoundError
+from certgate.store.changes import mark_changed, read_counter
 from certgate.store.schema import (
     AuditHeadRow,
     CertificateRow,
     CrlCounterRow,
+    KeyBindingRow,
     PolicyVersionRow,
     UserRow,
     VMRow,
@@ -31,6 +33,15 @@ class User:
     name: str
     email: str | None
     created_at: datetime
+    disabled_at: datetime | None = None
+    removed_at: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """active, disabled or removed."""
+        if self.removed_at is not None:
+            return "removed"
+        return "disabled" if self.disabled_at is not None else "active"
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ def now() -> datetime:
 
 
 def _user(row: UserRow) -> User:
-    return User(row.name, row.email, row.created_at)
+    return User(row.name, row.email, row.created_at, row.disabled_at, row.removed_at)
 
 
 def add_user(session: Session, name: str, email: str | None) -> User:
@@ -114,6 +125,7 @@ def add_user(session: Session, name: str, email: str | None) -> User:
         raise ConflictError(f"user {name} already exists")
     row = UserRow(name=name, email=email, created_at=now())
     session.add(row)
+    mark_changed(session)
     try:
         session.flush()
     except IntegrityError as exc:
@@ -134,6 +146,92 @@ def get_user(session: Session, name: str) -> User:
 
 def list_users(session: Session) -> list[User]:
     return [_user(r) for r in session.execute(select(UserRow).order_by(UserRow.name)).scalars()]
+
+
+def set_user_disabled(session: Session, name: str, at: datetime | None) -> User:
+    """Disable (``at`` set) or enable (None) a user; the change counter moves."""
+    row = _user_row(session, name)
+    row.disabled_at = at
+    mark_changed(session)
+    session.flush()
+    return _user(row)
+
+
+def mark_user_removed(session: Session, name: str, at: datetime) -> User:
+    row = _user_row(session, name)
+    row.removed_at = at
+    if row.disabled_at is None:
+        row.disabled_at = at
+    mark_changed(session)
+    session.flush()
+    return _user(row)
+
+
+def disabled_users(session: Session, names: Iterable[str]) -> frozenset[str]:
+    """Which of ``names`` are disabled (or removed) now."""
+    wanted = sorted(set(names))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        found.update(session.execute(
+            select(UserRow.name).where(UserRow.name.in_(wanted[start:start + 500]),
+                                       UserRow.disabled_at.is_not(None))).scalars())
+    return frozenset(found)
+
+
+# -- key bindings -----------------------------------------------------------------------------
+
+
+def key_owner(session: Session, key_fingerprint: str) -> str | None:
+    """The user a public key is bound to, if any."""
+    name: str | None = session.execute(
+        select(UserRow.name).join(KeyBindingRow, KeyBindingRow.user_id == UserRow.id)
+        .where(KeyBindingRow.key_fingerprint == key_fingerprint)).scalar_one_or_none()
+    return name
+
+
+def _valid_certificates_for_key(session: Session, key_fingerprint: str, user_id: int,
+                                at: datetime) -> list[IssuedCertificate]:
+    return _certificates(
+        session, CertificateRow.key_fingerprint == key_fingerprint,
+        CertificateRow.user_id == user_id, CertificateRow.kind.in_([IDENTITY, SSH]),
+        CertificateRow.status == "valid", CertificateRow.not_after > at)
+
+
+def bind_key(session: Session, key_fingerprint: str, user: str, at: datetime) -> None:
+    """Bind a key to ``user``; ConflictError naming the owner if another user holds a valid
+    certificate for it. The key_bindings primary key makes the database refuse a second
+    owner even if this check were bypassed."""
+    user_row = _user_row(session, user)
+    binding = session.execute(
+        select(KeyBindingRow).where(KeyBindingRow.key_fingerprint == key_fingerprint)
+        .with_for_update()).scalar_one_or_none()
+    if binding is None:
+        session.add(KeyBindingRow(key_fingerprint=key_fingerprint, user_id=user_row.id,
+                                  bound_at=at))
+    elif binding.user_id != user_row.id:
+        held = _valid_certificates_for_key(session, key_fingerprint, binding.user_id, at)
+        if held:
+            raise ConflictError(
+                f"this public key already belongs to user {held[0].user} (valid "
+                f"{held[0].kind} certificate {held[0].serial}); a key identifies one person"
+            )
+        binding.user_id, binding.bound_at = user_row.id, at
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ConflictError("this public key is already bound to another user") from exc
+
+
+def release_key_if_unused(session: Session, key_fingerprint: str | None, user_id: int,
+                          at: datetime) -> None:
+    """Drop the key's binding when its owner holds no valid certificate for it any more."""
+    if not key_fingerprint or _valid_certificates_for_key(session, key_fingerprint, user_id,
+                                                           at):
+        return
+    binding = session.get(KeyBindingRow, key_fingerprint)
+    if binding is not None and binding.user_id == user_id:
+        session.delete(binding)
+        session.flush()
 
 
 # -- certificates -----------------------------------------------------------------------------
@@ -195,6 +293,7 @@ def add_certificate(
         status="valid",
     )
     session.add(row)
+    mark_changed(session)
     return _certificate(row, user)
 
 
@@ -218,6 +317,30 @@ def get_certificate(session: Session, serial: str) -> IssuedCertificate:
 def find_certificate(session: Session, serial: str) -> IssuedCertificate | None:
     found = _certificates(session, CertificateRow.serial == serial)
     return found[0] if found else None
+
+
+def certificates_by_serial(session: Session, serials: Iterable[str]
+                           ) -> dict[str, IssuedCertificate]:
+    wanted = sorted(set(serials))
+    found: dict[str, IssuedCertificate] = {}
+    for start in range(0, len(wanted), 500):
+        for cert in _certificates(session, CertificateRow.serial.in_(wanted[start:start + 500])):
+            found[cert.serial] = cert
+    return found
+
+
+def attribute_certificates_for_holders(
+    session: Session, holder_serials: Iterable[str], *, unexpired_at: datetime
+) -> dict[str, list[IssuedCertificate]]:
+    """ACs of many identities at once (the batched re-check after a change)."""
+    wanted = sorted(set(holder_serials))
+    found: dict[str, list[IssuedCertificate]] = {serial: [] for serial in wanted}
+    for start in range(0, len(wanted), 500):
+        for cert in _certificates(session, CertificateRow.kind == ATTRIBUTE,
+                                  CertificateRow.holder_serial.in_(wanted[start:start + 500]),
+                                  CertificateRow.not_after > unexpired_at):
+            found[cert.holder_serial or ""].append(cert)
+    return found
 
 
 def certificates_of(
@@ -249,10 +372,13 @@ def current_identity(session: Session, user: str, at: datetime) -> IssuedCertifi
 
 
 def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
+    """The identity certificates issued for a key to the user the key is bound to."""
     return _certificates(
         session,
         CertificateRow.kind == IDENTITY,
         CertificateRow.key_fingerprint == key_fingerprint,
+        CertificateRow.user_id == select(KeyBindingRow.user_id).where(
+            KeyBindingRow.key_fingerprint == key_fingerprint).scalar_subquery(),
     )
 
 
@@ -289,7 +415,10 @@ def revoke_certificate(
     if row.status == "revoked":
         raise ConflictError(f"certificate {serial} was already revoked at {row.revoked_at}")
     row.status, row.revoked_at, row.revocation_reason = "revoked", at, reason
+    mark_changed(session)
     session.flush()
+    if row.kind in (IDENTITY, SSH):
+        release_key_if_unused(session, row.key_fingerprint, row.user_id, at)
     return get_certificate(session, serial)
 
 
@@ -332,6 +461,7 @@ def add_vm(session: Session, name: str, console_uri: str, labels: dict[str, str]
         raise ConflictError(f"VM {name} already exists (remove it first to change it)")
     row = VMRow(name=name, console_uri=console_uri, labels=labels, created_at=now())
     session.add(row)
+    mark_changed(session)
     session.flush()
     return _vm(row)
 
@@ -358,6 +488,7 @@ def remove_vm(session: Session, name: str) -> VM:
         raise NotFoundError(f"no VM named {name}")
     vm = _vm(row)
     session.delete(row)
+    mark_changed(session)
     return vm
 
 
@@ -383,6 +514,7 @@ def add_policy_version(
         applied_by=applied_by,
     )
     session.add(row)
+    mark_changed(session)
     session.flush()
     return _policy(row)
 
@@ -407,6 +539,10 @@ def current_policy(session: Session) -> PolicyVersion | None:
 
 
 # -- audit ------------------------------------------------------------------------------------
+
+
+def change_counter(session: Session) -> int:
+    return read_counter(session)
 
 
 def audit_entry_count(session: Session) -> int:

@@ -58,6 +58,33 @@ class UserRow(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set while the user is disabled: every login is refused, live sessions end."""
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set by ``user rm``: every certificate was revoked; the row stays for the history."""
+
+
+class KeyBindingRow(Base):
+    """Which user a public key belongs to: one owner per key, enforced by the primary key.
+
+    Written when an identity or OpenSSH certificate is issued for the key; handed to another
+    user only once the owner holds no unrevoked, unexpired certificate for it.
+    """
+
+    __tablename__ = "key_bindings"
+
+    key_fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StoreChangesRow(Base):
+    """The change counter (one row): bumped by every commit that may change access."""
+
+    __tablename__ = "store_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    counter: Mapped[int] = mapped_column(BigInteger)
 
 
 class CertificateRow(Base):

@@ -6,6 +6,7 @@ command relies on -- a real controlling terminal, its size, SIGWINCH on resize, 
 whole process group going away when the gateway closes the console.
 """
 
+import asyncio
 import re
 import sys
 from pathlib import Path
@@ -73,11 +74,28 @@ def test_close_kills_the_whole_process_group_and_reaps_it():
     assert _gone(grandchild), "a SIGHUP-ignoring grandchild survived close()"
 
 
+def _ignores_sighup(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & 1)
+    return False
+
+
 def test_child_exit_is_eof_with_the_exit_status():
+    """EOF when the command exits, even while a process it left behind (ignoring SIGHUP)
+    still holds the pty open: for a pty, the session leader's exit hangs nothing up.
+
+    This was a race: the test passed when the grandchild died of the exit's SIGHUP before
+    it got to ignore it, and hung when it was faster. It now waits for the grandchild to
+    ignore SIGHUP, the case that used to hang."""
+
     async def body():
         console = await open_console(STANDIN)
         try:
-            await read_until(console.read, b"CHILD")
+            out = await read_until(console.read, re.compile(rb"CHILD \d+\r?\n"))
+            grandchild = int(out.split(b"CHILD ")[1].split()[0])
+            while not _ignores_sighup(grandchild):
+                await asyncio.sleep(0.01)
             await console.write(b"exit\n")
             while await console.read():
                 pass

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncssh
 import pytest
 from gateway_inprocess import InProcessGateway, console_path
 from gateway_testing import TEST_PASSPHRASE, RecordingConsole, default_policy
@@ -141,3 +142,80 @@ def test_the_listing_shows_only_what_may_be_reached_now(harness: InProcessGatewa
     assert status == 0
     assert "VMs nia may reach now:" in output
     assert "vm02" in output and "vm01 " not in output
+
+
+def test_disabling_a_user_ends_their_session_and_refuses_logins_until_enabled(
+    harness: InProcessGateway,
+) -> None:
+    olga = harness.add_person("olga", "role=operator")
+    session = harness.session(olga, "vm01")
+    harness.run(session.read_until(b"connected to vm01"))
+
+    harness.inst.ca.disable_user("olga")
+
+    output, status = harness.run(session.finish())
+    assert status == 1
+    assert b"session ended: user olga is disabled" in output
+    with pytest.raises(asyncssh.PermissionDenied):
+        harness.login_output(olga, "vm01")
+
+    harness.inst.ca.enable_user("olga")
+    again = harness.session(olga, "vm01")
+    harness.run(again.read_until(b"connected to vm01"))
+    again.conn.close()
+
+
+def test_removing_a_user_ends_their_session_naming_the_revoked_identity(
+    harness: InProcessGateway,
+) -> None:
+    pat = harness.add_person("pat", "role=operator")
+    session = harness.session(pat, "vm01")
+    harness.run(session.read_until(b"connected to vm01"))
+
+    harness.inst.ca.remove_user("pat", reason="affiliationChanged")
+
+    output, status = harness.run(session.finish())
+    assert status == 1
+    assert (f"session ended: identity certificate {pat.identity_serial} was revoked "
+            f"(affiliationChanged)").encode() in output
+    with pytest.raises(asyncssh.PermissionDenied):
+        harness.login_output(pat, "vm01")
+
+
+def test_the_change_feed_moves_only_when_the_store_changes(
+    harness: InProcessGateway,
+) -> None:
+    feed = harness.gateway.feed
+    harness.run(feed.check())
+    seen = feed.counter
+    harness.run(feed.check())
+    assert feed.counter == seen
+
+    harness.add_person("quin")
+
+    harness.run(feed.check())
+    assert feed.counter == seen + 1
+
+
+def test_a_session_is_re_decided_at_its_boundary_without_a_store_change(
+    harness: InProcessGateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rae = harness.add_person("rae", "role=operator", valid="3h")
+    session = harness.session(rae, "vm01")
+    harness.run(session.read_until(b"connected to vm01"))
+    calls: list[int] = []
+    real = harness.gateway.access.redecide
+
+    def counted(requests, at=None):  # type: ignore[no-untyped-def]
+        calls.append(len(requests))
+        return real(requests, at)
+
+    monkeypatch.setattr(harness.gateway.access, "redecide", counted)
+    harness.advance(timedelta(hours=1))
+    harness.run(harness.gateway.recheck(everything=False))
+    assert calls == []  # nobody's boundary was reached: nothing re-decided
+
+    harness.advance(timedelta(hours=2))
+    output, status = harness.run(session.finish())
+    assert status == 1 and b"expired at" in output
+    assert calls and calls[-1] >= 1
