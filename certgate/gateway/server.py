@@ -376,7 +376,10 @@ class Gateway:
             deadlines = [d for d in (live.deadline() for live in self.live.values()) if d]
             changed = await wait_for_wake(self.feed, self.waker, self.clock,
                                           min(deadlines) if deadlines else None)
-            await self.recheck(everything=changed)
+            try:
+                await self.recheck(everything=changed)
+            except Exception:  # sessions are ended before auditing: keep watching
+                log.exception("re-check round failed")
 
     async def recheck(self, *, everything: bool) -> None:
         """End sessions past a limit; re-decide all sessions (after a store change) or those
@@ -389,8 +392,10 @@ class Gateway:
             limit = live.limit_reached(now)
             if limit:
                 live.terminate(limit)
-            elif everything or (live.grant.valid_until is not None
-                                and live.grant.valid_until <= now):
+            elif (everything or live.grant.change_counter != self.feed.counter
+                  or (live.grant.valid_until is not None and live.grant.valid_until <= now)):
+                # A session decided before a change that the last full round did not see
+                # (it was not live yet) is re-decided as soon as it goes live.
                 due.append(live)
         if not due:
             return

@@ -372,14 +372,16 @@ def current_identity(session: Session, user: str, at: datetime) -> IssuedCertifi
 
 
 def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
-    """The identity certificates issued for a key to the user the key is bound to."""
-    return _certificates(
-        session,
-        CertificateRow.kind == IDENTITY,
-        CertificateRow.key_fingerprint == key_fingerprint,
-        CertificateRow.user_id == select(KeyBindingRow.user_id).where(
-            KeyBindingRow.key_fingerprint == key_fingerprint).scalar_subquery(),
-    )
+    """The identity certificates issued for a key to the user the key is bound to; when no
+    one holds it any more, every identity ever issued for it (all revoked or expired), so a
+    refusal can say which and why."""
+    owner = session.execute(select(KeyBindingRow.user_id).where(
+        KeyBindingRow.key_fingerprint == key_fingerprint)).scalar_one_or_none()
+    conditions = [CertificateRow.kind == IDENTITY,
+                  CertificateRow.key_fingerprint == key_fingerprint]
+    if owner is not None:
+        conditions.append(CertificateRow.user_id == owner)
+    return _certificates(session, *conditions)
 
 
 def ssh_certificates_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:

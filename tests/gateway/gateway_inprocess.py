@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -105,14 +105,23 @@ class InProcessGateway:
         person = Person(name, key, issued.serial)
         if attributes:
             person.ac_serials.append(self.grant(name, *attributes, valid=valid, targets=targets))
+        self.catch_up()
         return person
+
+    def catch_up(self) -> None:
+        """Certificates are issued at the real time: never let the fake clock lag behind."""
+        real = datetime.now(UTC)
+        if self.clock.now() < real:
+            self.clock.set(real)
 
     def grant(self, name: str, *attributes: str, valid: str = "1h",
               targets: tuple[str, ...] = ()) -> str:
         from ca.attributes import parse_attribute_assignments
 
-        return self.inst.ca.grant(name, parse_attribute_assignments(list(attributes)),
-                                  valid_for=parse_duration(valid), targets=targets).serial
+        serial = self.inst.ca.grant(name, parse_attribute_assignments(list(attributes)),
+                                    valid_for=parse_duration(valid), targets=targets).serial
+        self.catch_up()
+        return serial
 
     def add_vm(self, name: str, console: str) -> None:
         add_vm(self.inst, name, console, {})

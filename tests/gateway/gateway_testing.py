@@ -340,7 +340,10 @@ class RecordingConsole:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
-            conn.sendall(self.banner)
+            try:
+                conn.sendall(self.banner)
+            except OSError:  # the gateway hung up first (its session already ended)
+                return
             while True:
                 try:
                     data = conn.recv(65536)

@@ -203,6 +203,8 @@ def test_a_session_is_re_decided_at_its_boundary_without_a_store_change(
     rae = harness.add_person("rae", "role=operator", valid="3h")
     session = harness.session(rae, "vm01")
     harness.run(session.read_until(b"connected to vm01"))
+    harness.run(harness.gateway.feed.check())  # the gateway has seen every change so far
+    harness.run(harness.gateway.recheck(everything=True))
     calls: list[int] = []
     real = harness.gateway.access.redecide
 
@@ -219,3 +221,16 @@ def test_a_session_is_re_decided_at_its_boundary_without_a_store_change(
     output, status = harness.run(session.finish())
     assert status == 1 and b"expired at" in output
     assert calls and calls[-1] >= 1
+
+
+def test_a_revoked_identity_is_refused_at_login_saying_why(harness: InProcessGateway) -> None:
+    sue = harness.add_person("sue", "role=operator")
+    harness.inst.ca.revoke(sue.identity_serial, reason="keyCompromise")
+    head = harness.audit_head()
+
+    with pytest.raises(asyncssh.PermissionDenied):
+        harness.login_output(sue, "vm01")
+
+    refusals = [json.loads(e.details_json or "{}")["reason"]
+                for e in harness.audit("auth.login", after=head) if e.outcome == "deny"]
+    assert f"identity certificate {sue.identity_serial} was revoked (keyCompromise)" in refusals
