@@ -125,6 +125,7 @@ async def wait_for_wake(feed: ChangeFeed, waker: Waker, clock: Clock,
     timeout = MAX_SLEEP
     if deadline is not None:
         timeout = min(MAX_SLEEP, max(0.0, (deadline - clock.now()).total_seconds()))
+    await asyncio.sleep(0)  # always yield: a past deadline must not starve the loop
     if not feed.changed.is_set() and timeout > 0:
         changed = asyncio.create_task(feed.changed.wait())
         woken = asyncio.create_task(waker.event.wait())

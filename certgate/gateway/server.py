@@ -373,7 +373,8 @@ class Gateway:
         """Re-decide live sessions when the store changes or a time boundary passes."""
         assert self.waker is not None
         while True:
-            deadlines = [d for d in (live.deadline() for live in self.live.values()) if d]
+            deadlines = [d for d in (live.deadline() for live in self.live.values()
+                                     if not live.ended.is_set()) if d]
             changed = await wait_for_wake(self.feed, self.waker, self.clock,
                                           min(deadlines) if deadlines else None)
             try:

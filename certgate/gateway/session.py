@@ -213,6 +213,7 @@ async def _pump(
                 data = await process.stdin.read(READ_SIZE)
             except asyncssh.TerminalSizeChanged as change:
                 recorder.resize(change.width, change.height)
+                flusher.arm()
                 await attachment.resize(change.width, change.height)
                 continue
             except asyncssh.BreakReceived:

@@ -234,3 +234,42 @@ def test_a_revoked_identity_is_refused_at_login_saying_why(harness: InProcessGat
     refusals = [json.loads(e.details_json or "{}")["reason"]
                 for e in harness.audit("auth.login", after=head) if e.outcome == "deny"]
     assert f"identity certificate {sue.identity_serial} was revoked (keyCompromise)" in refusals
+
+
+LIMITED = default_policy() + """\
+  - name: limited
+    effect: allow
+    vms: {names: ["vm02"]}
+    require: {roles: [limited]}
+    privileges: [console.view, console.interact]
+    session: {max: 2h, idle: 30m}
+"""
+
+
+def test_session_limits_end_sessions_at_their_deadline_by_the_clock(
+    harness: InProcessGateway,
+) -> None:
+    harness.apply_policy(LIMITED)
+    try:
+        tom = harness.add_person("tom", "role=limited", valid="8h")
+        idle = harness.session(tom, "vm02")
+        harness.run(idle.read_until(b"connected to vm02"))
+        busy = harness.session(tom, "vm02")
+        harness.run(busy.read_until(b"connected to vm02"))
+
+        async def type_on_busy() -> None:
+            busy.process.stdin.write(b"x")
+            await busy.process.stdin.drain()
+
+        for _ in range(5):  # 100 minutes, typing every 20 minutes on one session only
+            harness.advance(timedelta(minutes=20))
+            harness.run(type_on_busy())
+        output, status = harness.run(idle.finish())
+        assert status == 1 and b"session ended: idle for 0:30:00" in output
+
+        harness.advance(timedelta(minutes=20))
+        output, status = harness.run(busy.finish())
+        assert status == 1 and b"session ended: maximum session length 2:00:00 reached" \
+            in output
+    finally:
+        harness.apply_policy(default_policy())
