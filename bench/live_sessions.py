@@ -89,6 +89,10 @@ class Certgate:
     """The certgate code under test, imported from ``--repo`` (old or new layout)."""
 
     def __init__(self, repo: Path) -> None:
+        # Only the code under --repo may be imported: an editable install of another checkout
+        # (its import hook) would otherwise supply modules the old code does not have.
+        sys.meta_path[:] = [finder for finder in sys.meta_path
+                            if not str(getattr(finder, "__module__", "")).startswith("__editable")]
         sys.path.insert(0, str(repo))
         self.repo = repo
         self.keys = importlib.import_module("ca.keys")
@@ -96,6 +100,9 @@ class Certgate:
         self.fleet = importlib.import_module("certgate.fleet")
         self.home_module = importlib.import_module("certgate.home")
         self.provisioning = importlib.import_module("certgate.provisioning")
+        loaded = Path(self.fleet.__file__ or "").resolve()
+        if not loaded.is_relative_to(repo.resolve()):
+            raise RuntimeError(f"certgate was imported from {loaded}, not from {repo}")
         try:
             self.Installation = importlib.import_module("certgate.installation").Installation
         except ModuleNotFoundError:  # before the access-core layout

@@ -126,6 +126,8 @@ class AccessService:
         self._parsed = ParsedACs()
         self._identities = VerifiedIdentities()
         self._policy = _PolicyCache()
+        self._holders: dict[str, tuple[bytes, x509.Certificate]] = {}
+        self._holders_lock = threading.Lock()
 
     @property
     def gateway_name(self) -> str:
@@ -220,11 +222,23 @@ class AccessService:
 
     def _approve(self, snapshot: AccessSnapshot, vm: str | None, at: datetime) -> Approval:
         assert snapshot.identity is not None
-        holder_cert = x509.load_der_x509_certificate(snapshot.identity.der)
+        holder_cert = self._holder_certificate(snapshot.identity)
         return approve_attribute_certificates(
             snapshot.identity, holder_cert, snapshot.attribute_certificates,
             anchors=self.anchors, vm=vm, at=at, cache=self.verified_acs, parsed=self._parsed,
         )
+
+    def _holder_certificate(self, row: repo.IssuedCertificate) -> x509.Certificate:
+        with self._holders_lock:
+            cached = self._holders.get(row.serial)
+        if cached is not None and cached[0] == row.der:
+            return cached[1]
+        cert = x509.load_der_x509_certificate(row.der)
+        with self._holders_lock:
+            if len(self._holders) > 100_000:
+                self._holders.clear()
+            self._holders[row.serial] = (row.der, cert)
+        return cert
 
     def _grant(self, identity: Identity, snapshot: AccessSnapshot, vm: repo.VM,
                source: str | None, at: datetime) -> Grant:
@@ -301,6 +315,7 @@ class AccessService:
                                        acs_unexpired_at=at - EXPIRED_LOOKBACK,
                                        cached_policy_version=self._policy.version)
         outcomes: list[tuple[Grant | None, str | None]] = []
+        decided: dict[tuple[str | None, ...], Grant] = {}  # sessions that ask the same thing
         for (grant, source, privilege), key in zip(sessions, keys, strict=True):
             snapshot = snapshots[key]
             assert grant.vm is not None
@@ -308,7 +323,11 @@ class AccessService:
             if vm is None:
                 outcomes.append((None, f"VM {grant.vm.name} was removed"))
                 continue
-            fresh = self._grant(grant.identity, snapshot, vm, source, at)
+            question = (*key, grant.identity.user, vm.name, source)
+            fresh = decided.get(question)
+            if fresh is None:
+                fresh = decided[question] = self._grant(grant.identity, snapshot, vm, source,
+                                                        at)
             outcomes.append((fresh, None) if fresh.permits(privilege)
                             else (fresh, withdrawal_reason(grant, fresh)))
         return outcomes
