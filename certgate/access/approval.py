@@ -145,7 +145,7 @@ def judge_attribute_certificate(
                                          min(ac.not_after, anchors.aa.not_valid_after_utc)))
     if vm is not None and ac.target_vms and vm not in ac.target_vms:
         return Rejection(serial, RejectionReason.WRONG_VM,
-                         f"{label} is limited to {', '.join(ac.target_vms)}")
+                         f"{label} is limited to {', '.join(ac.target_vms)}, not {vm}")
     return ac.attributes
 
 

@@ -94,7 +94,7 @@ def test_an_ac_limited_to_other_vms_says_which(pki: AccessPki) -> None:
     ac = pki.ac(targets=("vm02", "vm03"))
     reason, message = only_rejection(approve(pki, [ac], FakeClock(START), vm="vm01"))
     assert reason is RejectionReason.WRONG_VM
-    assert message == f"AC {ac.serial} is limited to vm02, vm03"
+    assert message == f"AC {ac.serial} is limited to vm02, vm03, not vm01"
     assert approve(pki, [ac], FakeClock(START), vm="vm02").approved == (ac.serial,)
     assert approve(pki, [ac], FakeClock(START), vm=None).approved == (ac.serial,)
 

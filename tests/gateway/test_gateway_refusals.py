@@ -81,7 +81,7 @@ def test_an_attribute_certificate_targeted_at_another_vm_does_not_apply(
     denial = denial_for(gateway, "jack", head)
     rejected = denial["rejected_attribute_certificates"]
     assert isinstance(rejected, list) and rejected
-    assert rejected[0] == f"AC {jack.ac_serials[0]} is limited to vm02"
+    assert rejected[0] == f"AC {jack.ac_serials[0]} is limited to vm02, not vm01"
     assert f"not counted: AC {jack.ac_serials[0]} is limited to vm02" in output
 
 
