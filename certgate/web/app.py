@@ -35,7 +35,7 @@ from certgate.audit.checkpoints import CheckpointVerifier
 from certgate.audit.query import entry_dict, parse_time
 from certgate.audit.sessions import ConsoleSession
 from certgate.audit.verification import VerificationReport, verify_chain
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.errors import CertgateError, NotFoundError
 from certgate.gateway.access import AccessRefused
 from certgate.web import catalog, signin

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.gateway.access import (
     AccessRefused,
     AccessService,

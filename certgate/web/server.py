@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.web.app import CLIENT_CERT_KEY, ReviewSite, create_app
 from certgate.web.search_index import SearchIndex
 from certgate.web.tls import ensure_server_certificate, server_context

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ca import authority as builders
 from ca import keys
 from ca.serials import format_serial
-from certgate.authority import Installation
+from certgate.installation import Installation
 
 RENEW_BEFORE = timedelta(days=30)
 
@@ -81,7 +81,7 @@ def ensure_server_certificate(installation: Installation, names: Sequence[str],
                                   cert.not_valid_after_utc, issued_now=False)
     key = keys.generate_private_key("ecdsa-p256")
     cert = builders.build_tls_server_certificate(
-        installation.root_certificate, installation.root_key, key.public_key(), list(names))
+        installation.root_certificate, installation.ca.root_key, key.public_key(), list(names))
     keys.write_private_key(key_path, key, installation.passphrase())
     cert_path.write_bytes(cert.public_bytes(Encoding.PEM))
     cert_path.chmod(0o644)

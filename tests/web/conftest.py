@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from review_samples import Person, add_person, setup_fleet
 from starlette.testclient import TestClient
 
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.web.app import CLIENT_CERT_KEY, create_app
 from certgate.web.server import build_site
 

@@ -21,7 +21,7 @@ from ca.attributes import AttributeSet
 from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.recording import AsciicastWriter, recording_path
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.fleet import add_vm, apply_policy
 
 REVIEW_POLICY = """\
@@ -62,14 +62,14 @@ def add_person(inst: Installation, workdir: Path, name: str, *roles: str) -> Per
     """A user with an ECDSA key (browsers do not do Ed25519 client certificates), an
     identity certificate and, if ``roles``, an attribute certificate holding them."""
     key = keys.generate_private_key("ecdsa-p256")
-    issued = inst.add_user(name, email=None, public_key=key.public_key(), days=1)
+    issued = inst.ca.add_user(name, email=None, public_key=key.public_key(), days=1)
     cert_pem = workdir / f"{name}.crt"
     key_pem = workdir / f"{name}.key"
     cert_pem.write_bytes(issued.certificate.public_bytes(Encoding.PEM))
     key_pem.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     key_pem.chmod(0o600)
     if roles:
-        inst.grant(name, AttributeSet(roles=tuple(roles)), valid_for=timedelta(hours=2))
+        inst.ca.grant(name, AttributeSet(roles=tuple(roles)), valid_for=timedelta(hours=2))
     return Person(name, issued.serial, cert_pem, key_pem, issued.certificate)
 
 

@@ -218,7 +218,7 @@ def test_revoking_the_identity_ends_a_signed_in_browser_session(site: Site) -> N
                               identity_serial=site.auditor.identity_serial)
     site.client.post(f"/signin/{token}")
     assert site.client.get("/sessions").status_code == 200
-    site.inst.revoke(site.auditor.identity_serial, reason="keyCompromise")
+    site.inst.ca.revoke(site.auditor.identity_serial, reason="keyCompromise")
     response = site.client.get("/sessions")
     assert response.status_code == 403 and "revoked" in response.text
 
