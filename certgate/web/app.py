@@ -35,9 +35,9 @@ from certgate.audit.checkpoints import CheckpointVerifier
 from certgate.audit.query import entry_dict, parse_time
 from certgate.audit.sessions import ConsoleSession
 from certgate.audit.verification import VerificationReport, verify_chain
-from certgate.installation import Installation
 from certgate.errors import CertgateError, NotFoundError
 from certgate.gateway.access import AccessRefused
+from certgate.installation import Installation
 from certgate.web import catalog, signin
 from certgate.web.assets import player_dir
 from certgate.web.rendering import environment

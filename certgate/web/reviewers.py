@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from certgate.installation import Installation
 from certgate.gateway.access import (
     AccessRefused,
     AccessService,
@@ -28,6 +27,7 @@ from certgate.gateway.access import (
     Identity,
     parse_source,
 )
+from certgate.installation import Installation
 from certgate.policy import REVIEW, RequestContext, Subject, VMInfo, decide
 from certgate.store import repositories as repo
 from certgate.web.catalog import known_vm_names

@@ -7,7 +7,6 @@ import pytest
 
 from ca.attributes import AttributeSet, ClearanceLevel
 from certgate.policy import (
-    ALL_PRIVILEGES,
     BREAK,
     INTERACT,
     VIEW,

@@ -21,8 +21,8 @@ from ca.attributes import AttributeSet
 from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.recording import AsciicastWriter, recording_path
-from certgate.installation import Installation
 from certgate.fleet import add_vm, apply_policy
+from certgate.installation import Installation
 
 REVIEW_POLICY = """\
 version: 1
