@@ -12,7 +12,12 @@
   function create(startAt, speed, autoPlay) {
     var options = { preload: true, speed: speed, autoPlay: autoPlay, idleTimeLimit: 2,
                     fit: "width", terminalFontFamily: "DejaVu Sans Mono, monospace" };
-    if (startAt !== null) { options.startAt = startAt; }
+    if (startAt !== null) {
+      // startAt positions playback; the poster draws the screen as it was at that moment
+      // before anyone presses play (a search hit lands on its text).
+      options.startAt = startAt;
+      if (!autoPlay) { options.poster = "npt:" + startAt; }
+    }
     player = window.AsciinemaPlayer.create(src, element, options);
     window.certgatePlayer = player;
   }
