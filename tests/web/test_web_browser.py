@@ -127,7 +127,8 @@ def _sign_in_with_link(world: World, person: Reviewer) -> Any:
 
 
 def test_server_certificate_is_issued_by_certgates_own_ca(world: World) -> None:
-    response = httpx.get(f"{world.web.base}/sessions", verify=ssl.create_default_context(cafile=world.root_pem))
+    trust = ssl.create_default_context(cafile=world.root_pem)
+    response = httpx.get(f"{world.web.base}/sessions", verify=trust)
     assert response.status_code == 401
 
 
@@ -256,8 +257,9 @@ def test_hostile_recording_is_shown_as_text_and_runs_no_script(world: World) -> 
 
 
 def test_downloads_over_mutual_tls(world: World) -> None:
-    cert = (str(world.rita.cert), str(world.rita.key))
-    with httpx.Client(verify=ssl.create_default_context(cafile=world.root_pem), cert=cert) as client:
+    tls = ssl.create_default_context(cafile=world.root_pem)
+    tls.load_cert_chain(world.rita.cert, world.rita.key)
+    with httpx.Client(verify=tls) as client:
         cast = client.get(f"{world.web.base}/sessions/{world.typed_session}/recording.cast",
                           params={"download": "1"})
         assert cast.status_code == 200
