@@ -6,8 +6,8 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from conftest import Site
 from review_samples import HOSTILE_OUTPUT, recorded_session
+from web_site import Site
 
 from certgate.audit.log import AuditLog
 from certgate.store.schema import AuditEventRow
