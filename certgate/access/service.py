@@ -12,7 +12,7 @@ thread-safe.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -275,17 +275,29 @@ class AccessService:
         return self._grant(identity, snapshot, snapshot.vms[0], source, at)
 
     def reachable(self, identity: Identity, source: str | None, *,
-                  privilege: str = VIEW, at: datetime | None = None
-                  ) -> list[tuple[repo.VM, Decision]]:
-        """Every VM ``identity`` may use with ``privilege`` now, by name (one snapshot)."""
+                  privilege: str = VIEW, at: datetime | None = None,
+                  also: Iterable[str] = ()) -> list[tuple[repo.VM, Decision]]:
+        """Every VM ``identity`` may use with ``privilege`` now, by name (one snapshot).
+
+        ``also`` names VMs no longer in the fleet (say, with recorded sessions) that are
+        judged by their name alone (no labels, no console)."""
         at = at or self.clock.now()
         snapshot = self._snapshot(identity, None, at)
+        fleet = {vm.name for vm in snapshot.vms}
+        gone = [repo.VM(name, "", {}, at) for name in sorted(set(also) - fleet)]
         found = []
-        for vm in snapshot.vms:
+        for vm in sorted([*snapshot.vms, *gone], key=lambda v: v.name):
             grant = self._grant(identity, snapshot, vm, source, at)
             if grant.permits(privilege):
                 found.append((vm, grant.decision))
         return found
+
+    def identity_still_valid(self, identity: Identity,
+                             at: datetime | None = None) -> str | None:
+        """None while ``identity`` stands (certificate, OpenSSH certificate, user enabled);
+        otherwise why not. For callers that hold an identity across requests (web pages)."""
+        at = at or self.clock.now()
+        return self._identity_problem(identity, self._snapshot(identity, [], at), at)
 
     def approval_at_gateway(self, identity: Identity, at: datetime | None = None) -> Approval:
         """The ACs that count at this gateway (any VM), for ``whoami``."""

@@ -31,12 +31,12 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from certgate.access import AccessRefused
 from certgate.audit.checkpoints import CheckpointVerifier
 from certgate.audit.query import entry_dict, parse_time
 from certgate.audit.sessions import ConsoleSession
 from certgate.audit.verification import VerificationReport, verify_chain
 from certgate.errors import CertgateError, NotFoundError
-from certgate.gateway.access import AccessRefused
 from certgate.installation import Installation
 from certgate.web import catalog, signin
 from certgate.web.assets import player_dir

@@ -7,28 +7,22 @@ request's source address and the time. Rules select VMs by name or label, so a g
 limited to, say, ``env: lab``. Every request re-checks all of it: revoking the certificate,
 an attribute certificate, or a policy change takes effect on the next page.
 
-This is a thin adapter over the gateway's access service (identity, attribute approval,
-policy); it is the one place to change when that service moves.
+This is a thin adapter over the access core (``certgate.access``: identity, attribute
+approval, policy); it decides nothing itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from certgate.gateway.access import (
-    AccessRefused,
-    AccessService,
-    Credential,
-    Identity,
-    parse_source,
-)
+from certgate.access import AccessRefused, AccessService, Credential, Identity
 from certgate.installation import Installation
-from certgate.policy import REVIEW, RequestContext, Subject, VMInfo, decide
+from certgate.policy import REVIEW
 from certgate.store import repositories as repo
 from certgate.web.catalog import known_vm_names
 from certgate.web.signin import TokenHolder
@@ -96,18 +90,6 @@ class ReviewerAccess:
                      at: datetime | None = None) -> tuple[str, ...]:
         """VMs (in the fleet now, or with recorded sessions) the policy lets ``identity``
         review. A VM no longer in the fleet is judged by its name alone (no labels)."""
-        at = at or datetime.now(UTC)
-        with self.installation.database.read() as session:
-            fleet = {vm.name: vm.labels for vm in repo.list_vms(session)}
-        names = set(fleet) | set(known_vm_names(self.installation.database))
-        _, policy = self.access.current_policy()
-        holdings = self.access._holdings(identity, at)
-        context = RequestContext(parse_source(source), at)
-        allowed = []
-        for name in sorted(names):
-            attributes, _, _ = self.access._approve(holdings, name, at)
-            decision = decide(policy, Subject(identity.user, attributes),
-                              VMInfo(name, fleet.get(name, {})), context)
-            if REVIEW in decision.privileges:
-                allowed.append(name)
-        return tuple(allowed)
+        names = known_vm_names(self.installation.database)
+        return tuple(vm.name for vm, _ in self.access.reachable(
+            identity, source, privilege=REVIEW, at=at, also=names))

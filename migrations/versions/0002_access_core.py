@@ -1,7 +1,7 @@
 """Access core: the change counter, key bindings (one owner per key), user disable/remove.
 
 Revision ID: 0002_access_core
-Revises: 0001
+Revises: 0006_review_web
 Create Date: 2026-11-28 07:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_access_core"
-down_revision = "0001"
+down_revision = "0006_review_web"
 branch_labels = None
 depends_on = None
 
