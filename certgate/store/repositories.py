@@ -318,6 +318,7 @@ def add_certificates(
             "revocation_reason": c.revocation_reason,
         } for c in certificates],
     )
+    mark_changed(session)
     return list(certificates)
 
 

@@ -6,6 +6,7 @@ VMs, and how live sessions end, without sleeping for real time to pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -260,6 +261,11 @@ def test_session_limits_end_sessions_at_their_deadline_by_the_clock(
         async def type_on_busy() -> None:
             busy.process.stdin.write(b"x")
             await busy.process.stdin.drain()
+            now = harness.clock.now()
+            async with asyncio.timeout(10):  # until the gateway has seen the keystroke
+                while not any(live.last_input == now
+                              for live in harness.gateway.live.values()):
+                    await asyncio.sleep(0.01)
 
         for _ in range(5):  # 100 minutes, typing every 20 minutes on one session only
             harness.advance(timedelta(minutes=20))
