@@ -42,6 +42,7 @@ from certgate.gateway.session import (
 )
 from certgate.installation import Installation
 from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
+from certgate.observability.consoles import observed_opener
 from certgate.policy.model import sorted_privileges
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,8 @@ class Gateway:
         hub = self.hubs.get(vm_name)
         target = parse_console_uri(console_uri)
         if hub is None or hub.target != target:
-            hub = ConsoleHub(target, ssh_options=self._upstream)
+            hub = ConsoleHub(target, ssh_options=self._upstream,
+                             opener=observed_opener(self.observer, vm_name))
             self.hubs[vm_name] = hub
         return hub
 

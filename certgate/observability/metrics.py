@@ -55,7 +55,8 @@ class GatewayMetrics:
             "certgate_sessions_revoked",
             "Live sessions ended because access was withdrawn", registry=r)
         self.console_events = Counter("certgate_console_events",
-                                      "Console backend connects and disconnects",
+                                      "Console backend connects, disconnects and "
+                                      "failed connection attempts",
                                       ["event"], registry=r)
         self.database_errors = Counter("certgate_database_errors",
                                        "Store or audit-log operations that failed",
@@ -68,7 +69,7 @@ class GatewayMetrics:
             self.logins.labels(outcome)
         for outcome in DECISION_OUTCOMES:
             self.decisions.labels(outcome)
-        for event in ("connect", "disconnect"):
+        for event in ("connect", "disconnect", "unavailable"):
             self.console_events.labels(event)
 
     def watch(self, *, live_sessions: Callable[[], int], audit_queue: Callable[[], int],

@@ -56,13 +56,13 @@ class GatewayObserver:
                   user=user, vm=vm, reason=reason, level=logging.WARNING)
 
     def console(self, event: str, *, vm: str, target: str, detail: str | None = None) -> None:
-        """``event`` is ``connect`` or ``disconnect`` (of the gateway to a console backend)."""
+        """``event``: ``connect``, ``disconnect`` (of the gateway to a console backend) or
+        ``unavailable`` (a connection attempt failed)."""
         if self.metrics:
             self.metrics.console_events.labels(event).inc()
         log_event(f"console.{event}", f"console {event}", vm=vm, console=target,
                   detail=detail,
-                  level=logging.INFO if event == "connect" else logging.WARNING
-                  if detail else logging.INFO)
+                  level=logging.WARNING if event == "unavailable" else logging.INFO)
 
     def database_error(self, operation: str, error: BaseException | str) -> None:
         if self.metrics:

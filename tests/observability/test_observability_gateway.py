@@ -109,6 +109,9 @@ def test_metrics_and_log_lines_follow_one_real_session(observed: Observed) -> No
     assert value(after, "certgate_sessions_started_total") == 1
     assert value(after, "certgate_sessions_ended_total") == 1
     assert value(after, "certgate_audit_queue_depth") == 0
+    assert value(after, "certgate_console_events_total", event="connect") == 1
+    assert value(after, "certgate_console_events_total", event="disconnect") == 1
+    assert value(after, "certgate_consoles", state="idle") == 1
     assert value(after, "certgate_database_errors_total") == 0
 
     lines = [e for e in observed.events() if e.get("user") == "olga"]
@@ -122,6 +125,10 @@ def test_metrics_and_log_lines_follow_one_real_session(observed: Observed) -> No
     assert start["session"] == end["session"] and start["vm"] == end["vm"] == "vm01"
     assert end["reason"] == "user detached" and end["bytes_out"] > 0
     assert all(e["level"] in ("info", "warning") for e in lines)
+    consoles = [e for e in observed.events() if e.get("event", "").startswith("console.")]
+    assert [(e["event"], e["vm"]) for e in consoles] == [
+        ("console.connect", "vm01"), ("console.disconnect", "vm01")]
+    assert consoles[0]["console"].startswith("exec:")
     vera_lines = [e for e in observed.events() if e.get("user") == "vera"]
     assert [e["event"] for e in vera_lines] == ["login", "access.decide"]
     assert vera_lines[1]["outcome"] == "deny" and vera_lines[1]["reasons"]
