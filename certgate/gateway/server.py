@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,6 +52,8 @@ from certgate.gateway.session import (
     wants_interaction,
 )
 from certgate.installation import Installation
+from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
+from certgate.observability.consoles import observed_opener
 from certgate.policy import INTERACT, VIEW
 from certgate.policy.model import sorted_privileges
 
@@ -90,6 +93,9 @@ class _Connection(asyncssh.SSHServer):
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
+            self.gateway.observer.login(outcome, user=user, target=target, source=source,
+                                        credential=credential.kind if credential else None,
+                                        reason=reason)
             await self.gateway.audit(AuditEvent(
                 "auth.login", self.gateway.actor, outcome=outcome, user=user, vm=target,
                 source=source,
@@ -125,10 +131,12 @@ class _Connection(asyncssh.SSHServer):
 class Gateway:
     """One running gateway process."""
 
-    def __init__(self, installation: Installation, options: ServeOptions, *,
+    def __init__(self, installation: Installation, options: ServeOptions,
+                 observer: GatewayObserver | None = None, *,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.installation = installation
         self.options = options
+        self.observer = observer or GatewayObserver()
         self.clock = clock
         self.access = AccessService(installation, clock=clock)
         self.actor = session_log.gateway_actor(options.gateway_id)
@@ -143,8 +151,12 @@ class Gateway:
         self.waker: Waker | None = None
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
-            self.live, clock, self._wake,
+            self.live, self.observer, clock, self._wake,
         )
+        if self.observer.metrics is not None:
+            self.observer.metrics.watch(live_sessions=lambda: len(self.live),
+                                        audit_queue=lambda: self.audit_writer.depth,
+                                        consoles=self.console_states)
 
     def _wake(self) -> None:
         if self.waker is not None:
@@ -253,7 +265,17 @@ class Gateway:
 
     async def audit(self, event: AuditEvent) -> None:
         """Append and wait until committed (group commit shared with concurrent logins)."""
-        await self.audit_writer.append(event)
+        try:
+            await self.audit_writer.append(event)
+        except CertgateError as exc:
+            self.observer.database_error(f"audit append ({event.event_type})", exc)
+            raise
+
+    def console_states(self) -> dict[str, int]:
+        """How many consoles are connected (a backend is open) and idle, for metrics."""
+        hubs = list(self.hubs.values())
+        connected = sum(1 for hub in hubs if hub.backend_open)
+        return {"connected": connected, "idle": len(hubs) - connected}
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -261,7 +283,8 @@ class Gateway:
         hub = self.hubs.get(vm_name)
         target = parse_console_uri(console_uri)
         if hub is None or hub.target != target:
-            hub = ConsoleHub(target, ssh_options=self._upstream)
+            hub = ConsoleHub(target, ssh_options=self._upstream,
+                             opener=observed_opener(self.observer, vm_name))
             self.hubs[vm_name] = hub
         return hub
 
@@ -299,12 +322,18 @@ class Gateway:
             process.stdout.write(f"certgate: unknown command {command!r} (use: view, whoami)"
                                  f"\r\n".encode())
             return 2
+        started = time.perf_counter()
         try:
             grant = await asyncio.to_thread(self.access.decide, identity, target, source)
         except AccessRefused:
             await self._list(process, identity, source, target)
             return 0 if command is None else 1
         interactive = wants_interaction(grant, command)
+        self.observer.decision(
+            grant.allowed and interactive is not None, time.perf_counter() - started,
+            user=identity.user, vm=target, source=source,
+            mode=None if interactive is None else ("interactive" if interactive else "view"),
+            reasons=list(grant.decision.reasons))
         await self._audit_decision(grant, source, interactive)
         if not grant.allowed or interactive is None:
             text = explain(grant) if not grant.allowed else "view-only access is not granted"
@@ -448,6 +477,9 @@ class Gateway:
                     live.grant = fresh
                 continue
             live.terminate(reason)
+            self.observer.session_revoked(
+                live.session_id, user=live.grant.identity.user,
+                vm=live.grant.vm.name if live.grant.vm else None, reason=reason)
             await self.audit(AuditEvent(
                 "session.revoked", self.actor, outcome="deny",
                 user=live.grant.identity.user,
@@ -459,9 +491,11 @@ class Gateway:
         """Mark our live sessions as served; end anyone's whose gateway stopped beating."""
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
-            with contextlib.suppress(CertgateError):
+            try:
                 await asyncio.to_thread(session_log.heartbeat_all,
                                         self.installation.database, list(self.live))
+            except CertgateError as exc:
+                self.observer.database_error("session heartbeat", exc)
             with contextlib.suppress(CertgateError):
                 await asyncio.to_thread(
                     session_log.reap_abnormal, self.installation.database, None,
@@ -489,12 +523,23 @@ async def wait_for_termination() -> None:
 
 
 async def serve_forever(installation: Installation, options: ServeOptions,
-                        ready: Any = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
-    gateway = Gateway(installation, options, clock=clock)
+                        ready: Any = None, *,
+                        metrics_listen: tuple[str, int] | None = None,
+                        clock: Clock = SYSTEM_CLOCK) -> None:
+    """Run until SIGINT/SIGTERM; ``metrics_listen`` opts into Prometheus ``/metrics``."""
+    metrics = GatewayMetrics() if metrics_listen is not None else None
+    gateway = Gateway(installation, options, GatewayObserver(metrics), clock=clock)
     ports = await gateway.start()
+    exporter = None
+    if metrics is not None and metrics_listen is not None:
+        exporter = MetricsServer(metrics, *metrics_listen)
+        log_event("metrics.listen", "metrics served",
+                  address=f"http://{metrics_listen[0]}:{exporter.port}/metrics")
     if ready is not None:
         ready(ports)
     try:
         await wait_for_termination()
     finally:
         await gateway.stop()
+        if exporter is not None:
+            exporter.close()
