@@ -24,10 +24,14 @@ from certgate.consoles.errors import ConsoleError
 from certgate.consoles.hub import Attachment, ConsoleHub
 from certgate.errors import CertgateError
 from certgate.gateway.access import Grant
+from certgate.gateway.memory import MemoryReleaser
 from certgate.policy import BREAK, INTERACT
 from certgate.store.database import Database
 
 log = logging.getLogger(__name__)
+
+#: Returns what ended sessions freed to the system once sessions stop ending for a moment.
+_memory = MemoryReleaser()
 
 DETACH_KEY = b"\x1d"  # Ctrl-]: as with telnet and virsh console
 READ_SIZE = 65536
@@ -148,6 +152,7 @@ async def run_console_session(
             )
         except CertgateError as exc:
             log.error("could not record the end of session %s: %s", session_id, exc)
+        _memory.session_ended()
     return status
 
 
