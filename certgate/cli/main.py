@@ -166,7 +166,7 @@ def register(*modules: Callable[[click.Group], None]) -> None:
 COMMAND_MODULES = (
     "init_commands", "ca_commands", "user_commands", "attr_commands", "revoke_commands",
     "db_commands", "vm_commands", "policy_commands", "ssh_cert_commands", "serve_commands",
-    "audit_commands", "web_commands",
+    "audit_commands", "web_commands", "doctor_commands",
 )
 #: Which module defines each top-level command (lets one command load alone). A command
 #: missing here still works: an unknown name loads every module.
@@ -175,7 +175,7 @@ _COMMAND_MODULES = {
     "attr": "attr_commands", "revoke": "revoke_commands", "crl": "revoke_commands",
     "db": "db_commands", "vm": "vm_commands", "policy": "policy_commands",
     "ssh-cert": "ssh_cert_commands", "serve": "serve_commands", "demo": "serve_commands",
-    "audit": "audit_commands", "web": "web_commands",
+    "audit": "audit_commands", "web": "web_commands", "doctor": "doctor_commands",
 }
 _loaded: set[str] = set()
 
