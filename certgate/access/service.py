@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -57,9 +58,9 @@ from certgate.policy import (
     Subject,
     VMInfo,
     decide,
-    load_policy,
 )
 from certgate.policy.boundaries import next_time_boundary
+from certgate.policy_cache import load_policy_cached
 from certgate.store import repositories as repo
 
 if TYPE_CHECKING:
@@ -103,10 +104,11 @@ class _PolicyCache:
         self.policy: Policy = EMPTY_POLICY
         self.lock = threading.Lock()
 
-    def resolve(self, snapshot: AccessSnapshot) -> Policy:
+    def resolve(self, snapshot: AccessSnapshot, cache_dir: Path | None) -> Policy:
         with self.lock:
             if snapshot.policy is not None and snapshot.policy.version != self.version:
-                self.policy = load_policy(snapshot.policy.source, snapshot.policy.source_name)
+                self.policy = load_policy_cached(snapshot.policy.source,
+                                                 snapshot.policy.source_name, cache_dir)
                 self.version = snapshot.policy.version
             elif snapshot.policy_version == 0:
                 self.policy, self.version = EMPTY_POLICY, 0
@@ -126,6 +128,7 @@ class AccessService:
         self._parsed = ParsedACs()
         self._identities = VerifiedIdentities()
         self._policy = _PolicyCache()
+        self._policy_cache_dir: Path | None = installation.home.cache_dir
         self._holders: dict[str, tuple[bytes, x509.Certificate]] = {}
         self._holders_lock = threading.Lock()
 
@@ -242,7 +245,7 @@ class AccessService:
 
     def _grant(self, identity: Identity, snapshot: AccessSnapshot, vm: repo.VM,
                source: str | None, at: datetime) -> Grant:
-        policy = self._policy.resolve(snapshot)
+        policy = self._policy.resolve(snapshot, self._policy_cache_dir)
         problem = self._identity_problem(identity, snapshot, at)
         if problem is not None:
             return Grant(identity, vm, EMPTY_APPROVAL,
