@@ -138,10 +138,10 @@ def register(*modules: Callable[[click.Group], None]) -> None:
 
 
 def main() -> None:
-    from certgate.cli import audit_commands, ca_commands, gateway_commands
+    from certgate.cli import audit_commands, ca_commands, gateway_commands, sg_commands
 
     register(ca_commands.add_commands, audit_commands.add_commands,
-             gateway_commands.add_commands)
+             gateway_commands.add_commands, sg_commands.add_commands)
     try:
         cli.main(prog_name="certgate", standalone_mode=True)
     except KeyboardInterrupt:

@@ -1,0 +1,72 @@
+"""Fixtures for security-group tests: namespaces with real traffic, and a certgate home.
+
+The namespace fixtures are module-scoped: creating namespaces and an installation costs a few
+seconds, and the tests of a module build on one another's groups only through the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from topology import Topology, netfilter_unavailable
+
+
+@dataclass
+class HostCertgate:
+    """``certgate`` run inside the routing host's namespace, with one home."""
+
+    home: Path
+    netns: str
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CERTGATE_HOME": str(self.home)}
+        env.pop("CERTGATE_DATABASE_URL", None)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-m", "certgate", *args],
+            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def ok(self, *args: str) -> str:
+        done = self.run(*args)
+        assert done.returncode == 0, f"certgate {' '.join(args)} failed:\n{done.stderr}"
+        assert "Traceback" not in done.stderr
+        return done.stdout
+
+    def refused(self, *args: str) -> str:
+        done = self.run(*args)
+        assert done.returncode != 0, f"certgate {' '.join(args)} unexpectedly succeeded"
+        assert "Traceback" not in done.stderr + done.stdout
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, f"expected one line on stderr:\n{done.stderr}"
+        return lines[0].removeprefix("certgate: error: ")
+
+
+def require_netfilter() -> None:
+    reason = netfilter_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"security-group packet tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[Topology]:
+    require_netfilter()
+    topo = Topology()
+    try:
+        topo.create()
+        yield topo
+    finally:
+        topo.destroy()
+
+
+def new_home(tmp: Path, netns: str) -> HostCertgate:
+    certgate = HostCertgate(tmp / "home", netns)
+    certgate.ok("init", "--gateway-name", "gw.test", "--no-passphrase")
+    return certgate
