@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from certgate.cli.ca_commands import read_input
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
+from certgate.cli.streams import read_input
 from certgate.errors import CertgateError
 from certgate.firewall import operations as ops
 from certgate.firewall.backends import BACKENDS

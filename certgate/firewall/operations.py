@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from certgate.audit.log import append_in
-from certgate.authority import Installation
 from certgate.errors import CertgateError
 from certgate.firewall.backends import Backend, backend_for
 from certgate.firewall.errors import FirewallError
+from certgate.installation import Installation
 from certgate.secgroups.model import Fleet, Network, SecurityGroup, SecurityRule
 from certgate.secgroups.nftables import render_nftables
 from certgate.secgroups.validate import check_fleet, rule_warnings

@@ -55,7 +55,7 @@ groups:
 """
 
 
-@pytest.fixture(scope="module", params=["nftables", "iptables"])
+@pytest.fixture(scope="module", params=["nftables"])
 def scenario(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     require_netfilter()
