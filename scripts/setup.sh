@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything certgate and its test suite need on Debian 12: system packages
-# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java) and, in the virtual environment .venv,
-# the certgate package with its test extras. Other scripts use .venv/bin/python.
+# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java, nftables/iptables/iproute2) and, in the
+# virtual environment .venv, the certgate package with its test extras. Other scripts use .venv/bin/python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 packages=(openssh-client openssh-server qemu-system-x86 busybox-static cpio socat tmux
-          postgresql libbcprov-java libbcpkix-java openssl util-linux)
+          postgresql libbcprov-java libbcpkix-java openssl util-linux
+          nftables iptables iproute2)
 command -v javac >/dev/null 2>&1 || packages+=(default-jdk-headless)
 # Debian's own python3 needs its venv module packaged separately.
 python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
