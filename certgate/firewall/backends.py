@@ -12,7 +12,7 @@ from certgate.secgroups.diff import ruleset_diff
 from certgate.secgroups.model import Fleet
 from certgate.secgroups.nftables import NftRuleset, render_nftables
 
-BACKENDS = ("nftables",)
+BACKENDS = ("nftables", "iptables")
 
 
 class Backend(Protocol):
@@ -58,4 +58,8 @@ def backend_for(name: str, cache_dir: Path | None,
                 command_prefix: Sequence[str] = ()) -> Backend:
     if name == "nftables":
         return NftablesBackend(cache_dir, command_prefix)
+    if name == "iptables":
+        from certgate.firewall.iptables_host import IptablesBackend
+
+        return IptablesBackend(command_prefix)
     raise CertgateError(f"unknown backend {name!r} (expected {' or '.join(BACKENDS)})")

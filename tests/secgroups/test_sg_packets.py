@@ -55,7 +55,7 @@ groups:
 """
 
 
-@pytest.fixture(scope="module", params=["nftables"])
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
 def scenario(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     require_netfilter()
@@ -219,8 +219,19 @@ def test_nothing_outside_certgates_own_rules_is_touched(scenario: Scenario) -> N
     assert after == before and before.strip()
 
 
-def test_the_host_cache_is_private(scenario: Scenario) -> None:
-    cache = Path(scenario.certgate.home) / "firewall"
-    if scenario.backend != "nftables":
-        pytest.skip("only the nftables backend caches applied rulesets")
-    assert cache.is_dir() and (cache.stat().st_mode & 0o077) == 0
+def test_loaded_state_stays_single_and_private(scenario: Scenario) -> None:
+    host = scenario.topo.ns("host")
+    if scenario.backend == "nftables":
+        cache = Path(scenario.certgate.home) / "firewall"
+        assert cache.is_dir() and (cache.stat().st_mode & 0o077) == 0
+        tables = subprocess.run(["ip", "netns", "exec", host, "nft", "list", "tables"],
+                                capture_output=True, text=True, check=True).stdout
+        assert tables.count("certgate_sg") == 1
+        return
+    scenario.certgate.ok("sg", "apply", "--full", "--backend", scenario.backend)
+    for table, chain, entry in (("raw", "PREROUTING", "CG-ANTISPOOF"),
+                                ("mangle", "FORWARD", "CG-EGRESS"),
+                                ("filter", "FORWARD", "CG-INGRESS")):
+        rules = subprocess.run(["ip", "netns", "exec", host, "iptables", "-t", table, "-S",
+                                chain], capture_output=True, text=True, check=True).stdout
+        assert rules.splitlines().count(f"-A {chain} -j {entry}") == 1, rules
