@@ -1,10 +1,10 @@
 """Loading certgate's nftables table into this host's kernel, and reading it back.
 
-Every change goes through one ``nft -f -`` transaction, so the kernel either takes all of it or
-keeps what it had. A re-apply compares the loaded table's hash (the comment of its ``applied``
-chain) with the one wanted: equal means nothing to do; a body cached under the loaded hash
-lets the change be a small transaction of just the differences; otherwise the table is
-replaced whole (still atomically).
+Every change goes through one ``nft -f -`` transaction, so the kernel either takes all of it
+or keeps what it had. A re-apply compares the loaded table's hash (the comment of its empty
+``applied`` set) with the one wanted: equal means nothing to do; a body cached under
+the loaded hash lets the change be a small transaction of just the differences; otherwise the
+table is replaced whole (still atomically).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ca.files import write_atomically
 from certgate.firewall.errors import FirewallError
 from certgate.secgroups.nftables import (
     HASH_PREFIX,
-    STATE_CHAIN,
+    STATE_SET,
     TABLE,
     NftRuleset,
     incremental_script,
@@ -65,7 +65,7 @@ class NftHost:
 
     def loaded_sha256(self) -> str | None:
         """The hash of the loaded table, or None when certgate's table is not loaded."""
-        done = self._run(["list", "chain", *TABLE.split(), STATE_CHAIN])
+        done = self._run(["list", "set", *TABLE.split(), STATE_SET])
         if done.returncode != 0:
             if "No such file or directory" in done.stderr:
                 return None

@@ -2,14 +2,14 @@
 
 Both sides are reduced to one canonical form: blocks sorted by name, set and map elements on
 one line and sorted (``nft`` wraps and orders them its own way), rules in order. The state
-chain and the table comment are left out: they say when, not what.
+set and the table comment are left out: they say when, not what.
 """
 
 from __future__ import annotations
 
 import difflib
 
-from certgate.secgroups.nftables import STATE_CHAIN
+from certgate.secgroups.nftables import STATE_SET
 
 
 def canonical_blocks(text: str) -> dict[str, list[str]]:
@@ -42,7 +42,7 @@ def canonical_blocks(text: str) -> dict[str, list[str]]:
             continue
         if current is not None:
             current.append(_sorted_elements(line) if line.startswith("elements = {") else line)
-    blocks.pop(f"chain {STATE_CHAIN}", None)
+    blocks.pop(f"set {STATE_SET}", None)
     return blocks
 
 

@@ -28,7 +28,7 @@ TABLE_FAMILY = "inet"
 TABLE_NAME = "certgate_sg"
 TABLE = f"{TABLE_FAMILY} {TABLE_NAME}"
 TABLE_COMMENT = "managed by certgate: security groups"
-STATE_CHAIN = "applied"
+STATE_SET = "applied"
 HASH_PREFIX = "certgate sha256:"
 BASE_CHAINS = ("antispoof", "egress", "ingress")
 
@@ -37,8 +37,9 @@ BASE_CHAINS = ("antispoof", "egress", "ingress")
 class NftRuleset:
     """The table as text, written the way ``nft list table`` prints it, and its SHA-256.
 
-    The loaded table carries the hash as the comment of an empty chain (``applied``): reading
-    that one chain back is cheap, and it is what lets a re-apply change only what changed.
+    The loaded table carries the hash as the comment of an empty set (``applied``): ``nft
+    list set`` reads only that set back (listing a chain would fetch every set's elements),
+    and knowing what is loaded is what lets a re-apply change only what changed.
     """
 
     body: str
@@ -49,7 +50,7 @@ class NftRuleset:
         """The table as loaded: the body plus its static comment and the state chain."""
         head, rest = self.body.split("\n", 1)
         rest = rest.removesuffix("}\n")
-        return (f'{head}\n\tcomment "{TABLE_COMMENT}"\n{rest}\n{_state_chain(self.sha256)}\n}}\n')
+        return (f'{head}\n\tcomment "{TABLE_COMMENT}"\n{rest}\n{_state_set(self.sha256)}\n}}\n')
 
     @property
     def script(self) -> str:
@@ -60,8 +61,9 @@ class NftRuleset:
         return parse_blocks(self.body)
 
 
-def _state_chain(sha256: str) -> str:
-    return f'\tchain {STATE_CHAIN} {{\n\t\tcomment "{HASH_PREFIX}{sha256}"\n\t}}'
+def _state_set(sha256: str) -> str:
+    return (f"\tset {STATE_SET} {{\n\t\ttype inet_service\n"
+            f'\t\tcomment "{HASH_PREFIX}{sha256}"\n\t}}')
 
 
 def parse_blocks(body: str) -> dict[str, list[str]]:
@@ -136,8 +138,10 @@ def incremental_script(old_body: str, new: NftRuleset) -> str | None:
                                               not k.startswith("chain"), k)):
         kind, name = key.split(" ", 1)
         lines.append(f"delete {kind} {TABLE} {name}")
-    lines.append(f"delete chain {TABLE} {STATE_CHAIN}")
-    lines.append(f"add chain {TABLE} {STATE_CHAIN} {{ comment \"{HASH_PREFIX}{new.sha256}\"; }}")
+    # Replacing the empty set is cheap; any element operation makes nft fetch every element.
+    lines.append(f"delete set {TABLE} {STATE_SET}")
+    lines.append(f'add set {TABLE} {STATE_SET} {{ type inet_service; '
+                 f'comment "{HASH_PREFIX}{new.sha256}"; }}')
     return "\n".join(lines) + "\n"
 
 
