@@ -37,6 +37,7 @@ def _commit_change(inst: Installation, session: Any, event_type: str,
                    **fields: Any) -> Change:
     fleet = repo.load_fleet(session)
     warnings = check_fleet(fleet)
+    repo.bump_generation(session)
     sha = render_nftables(fleet).sha256
     details = {**fields.pop("details", {}), "ruleset_sha256": sha}
     append_in(session, [inst.event(event_type, outcome="ok", details=details, **fields)])
@@ -201,6 +202,7 @@ def apply_file(inst: Installation, text: str, source_name: str, backend_name: st
     if not dry_run:
         with inst.admin_write() as session:
             _store_groups(session, groups)
+            repo.bump_generation(session)
             stored = repo.load_fleet(session)
             sha = render_nftables(stored).sha256
             append_in(session, [inst.event("sg.apply-file", outcome="ok", details={

@@ -99,7 +99,7 @@ def _rule(cursor: Cursor) -> Rule:
     privileges = _privileges(entries["privileges"]) if "privileges" in entries else frozenset()
     if effect == "allow" and not privileges:
         raise cursor.error("an allow rule must list 'privileges' (e.g. [console.view])")
-    sources, windows = _when(entries["when"]) if "when" in entries else ((), ())
+    sources, groups, windows = _when(entries["when"]) if "when" in entries else ((), (), ())
     max_session, idle, record_input = None, None, False
     if "session" in entries:
         if effect == "deny":
@@ -117,6 +117,7 @@ def _rule(cursor: Cursor) -> Rule:
         grants=require.grants,
         privileges=privileges,
         source_cidrs=sources,
+        source_groups=groups,
         time_windows=windows,
         max_session=max_session,
         idle_timeout=idle,
@@ -190,8 +191,10 @@ def _privileges(cursor: Cursor) -> frozenset[str]:
     return frozenset(found)
 
 
-def _when(cursor: Cursor) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[TimeWindow, ...]]:
-    entries = cursor.mapping(["sources", "time"])
+def _when(
+    cursor: Cursor,
+) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[str, ...], tuple[TimeWindow, ...]]:
+    entries = cursor.mapping(["sources", "from_group", "time"])
     if not entries:
         raise cursor.error("must not be empty (leave 'when' out for no conditions)")
     sources = (
@@ -199,13 +202,27 @@ def _when(cursor: Cursor) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[
         if "sources" in entries
         else ()
     )
+    groups: tuple[str, ...] = ()
+    if "from_group" in entries:
+        group_cursor = entries["from_group"]
+        items = group_cursor.sequence() if group_cursor.is_sequence() else [group_cursor]
+        groups = tuple(item.parsed(_group_name) for item in items)
     windows: list[TimeWindow] = []
     if "time" in entries:
         time_cursor = entries["time"]
         items = time_cursor.sequence() if time_cursor.is_sequence() else [time_cursor]
         for item in items:
             windows.extend(_time_windows(item))
-    return sources, tuple(windows)
+    return sources, groups, tuple(windows)
+
+
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,22}")
+
+
+def _group_name(text: str) -> str:
+    if not _GROUP_NAME.fullmatch(text):
+        raise ValueError(f"invalid security group name {text[:40]!r}")
+    return text
 
 
 def _time_windows(cursor: Cursor) -> list[TimeWindow]:

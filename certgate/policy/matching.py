@@ -69,15 +69,21 @@ def source_failures(
     An unknown address (``None``) matches only when ``unknown_matches`` -- the evaluator passes
     False for allow rules and True for deny rules, so not knowing the source fails closed.
     """
-    if not rule.source_cidrs:
+    if not rule.source_cidrs and not rule.source_groups:
         return []
-    whitelist = _listing([str(n) for n in rule.source_cidrs])
+    if rule.source_groups and rule.group_cidrs is None:
+        groups = _listing(list(rule.source_groups))
+        return [] if unknown_matches else [f"security group(s) {groups} not resolved"]
+    networks = rule.source_cidrs + (rule.group_cidrs or ())
+    whitelist = _listing([str(n) for n in networks]) if networks else "(empty)"
+    if rule.source_groups:
+        whitelist = f"{whitelist} (with security group(s) {_listing(list(rule.source_groups))})"
     if address is None:
         return [] if unknown_matches else [f"source address unknown; whitelist {whitelist}"]
     candidates: list[IPv4Address | IPv6Address] = [address]
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         candidates.append(address.ipv4_mapped)
-    for network in rule.source_cidrs:
+    for network in networks:
         if any(c.version == network.version and c in network for c in candidates):
             return []
     return [f"source {address} not in whitelist {whitelist}"]

@@ -104,6 +104,9 @@ class Rule:
     one entry of one of them; ``min_clearance`` and every one of ``grants`` must hold besides.
     ``privileges`` as written; for a deny rule an empty set means "all privileges".
     ``source_cidrs`` empty means any source; ``time_windows`` empty means any time.
+    ``source_groups`` names security groups whose ingress whitelists are sources too; their
+    networks are ``group_cidrs``, filled in by ``resolve_source_groups`` where the policy is
+    loaded (None until then, and an unresolved rule fails closed).
     """
 
     name: str
@@ -117,6 +120,8 @@ class Rule:
     grants: tuple[str, ...] = ()
     privileges: frozenset[str] = frozenset()
     source_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    source_groups: tuple[str, ...] = ()
+    group_cidrs: tuple[IPv4Network | IPv6Network, ...] | None = field(default=None, compare=False)
     time_windows: tuple[TimeWindow, ...] = ()
     max_session: timedelta | None = None
     idle_timeout: timedelta | None = None
@@ -135,6 +140,10 @@ class Policy:
 
     rules: tuple[Rule, ...] = ()
     description: str | None = None
+
+    def source_groups(self) -> frozenset[str]:
+        """Every security group a rule takes its source whitelist from."""
+        return frozenset(g for rule in self.rules for g in rule.source_groups)
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` if there is none."""

@@ -251,3 +251,13 @@ class VMNicGroupRow(Base):
     )
     group_id: Mapped[int] = mapped_column(ForeignKey("security_groups.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
+
+
+class SecurityGroupStateRow(Base):
+    """One row: bumped by every security-group change, so readers (the gateway's policy
+    cache) can tell in one primary-key lookup whether the groups changed."""
+
+    __tablename__ = "security_group_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)

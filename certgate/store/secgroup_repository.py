@@ -26,6 +26,7 @@ from certgate.secgroups.model import (
 from certgate.store.repositories import now
 from certgate.store.schema import (
     SecurityGroupRow,
+    SecurityGroupStateRow,
     SecurityRuleRow,
     VMNicGroupRow,
     VMNicRow,
@@ -71,6 +72,28 @@ def _rule(row: SecurityRuleRow, groups: dict[int, SecurityGroupRow]) -> Security
         description=row.description,
         rule_id=row.id,
     )
+
+
+def generation(session: Session) -> int:
+    """The change counter of the security groups (0 before the first change)."""
+    row = session.get(SecurityGroupStateRow, 1)
+    return row.generation if row is not None else 0
+
+
+def bump_generation(session: Session) -> int:
+    row = session.get(SecurityGroupStateRow, 1, with_for_update=True)
+    if row is None:
+        row = SecurityGroupStateRow(id=1, generation=0)
+        session.add(row)
+    row.generation += 1
+    session.flush()
+    return row.generation
+
+
+def source_whitelists(session: Session, names: Sequence[str]) -> dict[str, tuple[Network, ...]]:
+    """The ingress whitelist of each named group that exists (see Fleet.ingress_whitelist)."""
+    fleet = load_fleet(session)
+    return {n: fleet.ingress_whitelist(n) for n in names if n in fleet.group_by_name}
 
 
 def _group_row(session: Session, name: str) -> SecurityGroupRow:

@@ -1,4 +1,4 @@
-"""Security groups: groups, their rules, VM interfaces and their group memberships.
+"""Security groups: groups, their rules, VM interfaces, their memberships, a change counter.
 
 Revision ID: 0004_security_groups
 Revises: 0001
@@ -67,7 +67,16 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "security_group_state",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("security_group_state")
     op.drop_table("vm_nic_groups")
     op.drop_table("vm_nics")
     with op.batch_alter_table("security_group_rules", schema=None) as batch_op:
