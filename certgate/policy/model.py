@@ -6,10 +6,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from ca.attributes import ClearanceLevel
+
+if TYPE_CHECKING:
+    from certgate.policy.index import PolicyIndex
 
 
 class Privilege(StrEnum):
@@ -61,6 +65,10 @@ CLEARANCE_BY_NAME: Final[Mapping[str, ClearanceLevel]] = {
 }
 
 DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+#: Every source address, IPv4 and IPv6.
+EVERYWHERE: Final[tuple[IPv4Network | IPv6Network, ...]] = (
+    IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,16 @@ class Rule:
     description: str | None = None
 
     @property
+    def effective_sources(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``source_cidrs`` and the networks of ``source_groups``. Unresolved groups add
+        nothing to an allow rule and every address to a deny rule: they fail closed."""
+        if not self.source_groups:
+            return self.source_cidrs
+        if self.group_cidrs is None:
+            return self.source_cidrs + (EVERYWHERE if self.effect == "deny" else ())
+        return self.source_cidrs + self.group_cidrs
+
+    @property
     def has_principals(self) -> bool:
         return bool(self.users or self.any_roles or self.any_groups)
 
@@ -140,6 +158,13 @@ class Policy:
 
     rules: tuple[Rule, ...] = ()
     description: str | None = None
+
+    @cached_property
+    def index(self) -> PolicyIndex:
+        """The policy compiled for fast decisions; built on first use, once per policy."""
+        from certgate.policy.index import PolicyIndex  # the index builds on the evaluator
+
+        return PolicyIndex(self.rules)
 
     def source_groups(self) -> frozenset[str]:
         """Every security group a rule takes its source whitelist from."""

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network
 
-from certgate.policy.model import Policy
+from certgate.policy.model import EVERYWHERE, Policy
 
 Network = IPv4Network | IPv6Network
-#: What an unknown group means in a deny rule: every source (fail closed).
-EVERYWHERE: tuple[Network, ...] = (ip_network("0.0.0.0/0"), ip_network("::/0"))
 
 
 def resolve_source_groups(policy: Policy, whitelists: Mapping[str, Sequence[Network]]) -> Policy:
