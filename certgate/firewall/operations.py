@@ -16,11 +16,14 @@ from certgate.audit.log import append_in
 from certgate.errors import CertgateError
 from certgate.firewall.backends import Backend, backend_for
 from certgate.firewall.errors import FirewallError
+from certgate.firewall.policy_groups import check_group_unused_by_policy
 from certgate.installation import Installation
+from certgate.policy import Policy, load_policy
 from certgate.secgroups.model import Fleet, Network, SecurityGroup, SecurityRule
 from certgate.secgroups.nftables import render_nftables
 from certgate.secgroups.validate import check_fleet, rule_warnings
 from certgate.secgroups.yamlform import load_groups
+from certgate.store import repositories as main_repo
 from certgate.store import secgroup_repository as repo
 
 
@@ -65,8 +68,14 @@ def update_group(inst: Installation, name: str, *, description: str | None,
             "group": name, "description": description, "restrict_egress": restrict})
 
 
+def _policy_in_force(session: Any) -> Policy | None:
+    stored = main_repo.current_policy(session)
+    return load_policy(stored.source, stored.source_name) if stored else None
+
+
 def remove_group(inst: Installation, name: str) -> Change:
     with inst.admin_write() as session:
+        check_group_unused_by_policy(_policy_in_force(session), name)
         repo.remove_group(session, name)
         return _commit_change(inst, session, "sg.remove", details={"group": name})
 
@@ -219,7 +228,9 @@ def _store_groups(session: Any, groups: list[SecurityGroup]) -> None:
             repo.add_group(session, group.name, group.description, group.restrict_egress)
     for group in groups:
         repo.replace_rules(session, group)
+    policy = _policy_in_force(session) if existing - wanted else None
     for name in sorted(existing - wanted):
+        check_group_unused_by_policy(policy, name)
         repo.remove_group(session, name)
 
 

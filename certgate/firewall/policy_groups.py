@@ -19,7 +19,7 @@ def groups_generation(session: Session) -> int:
 
 
 def policy_with_groups(session: Session, policy: Policy) -> Policy:
-    names = sorted(policy.source_groups())
+    names = sorted(policy.source_groups)
     if not names:
         return policy
     return resolve_source_groups(policy, repo.source_whitelists(session, names))
@@ -27,7 +27,7 @@ def policy_with_groups(session: Session, policy: Policy) -> Policy:
 
 def check_policy_groups(session: Session, policy: Policy) -> None:
     """Refuse a policy that names a security group that does not exist."""
-    names = sorted(policy.source_groups())
+    names = sorted(policy.source_groups)
     if not names:
         return
     known = set(repo.group_names(session))

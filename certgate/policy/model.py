@@ -166,6 +166,7 @@ class Policy:
 
         return PolicyIndex(self.rules)
 
+    @cached_property
     def source_groups(self) -> frozenset[str]:
         """Every security group a rule takes its source whitelist from."""
         return frozenset(g for rule in self.rules for g in rule.source_groups)

@@ -21,7 +21,7 @@ def resolve_source_groups(policy: Policy, whitelists: Mapping[str, Sequence[Netw
     A group missing from ``whitelists`` (removed since the policy was applied) admits nobody
     to an allow rule and everybody to a deny rule, so its absence never widens access.
     """
-    if not policy.source_groups():
+    if not policy.source_groups:
         return policy
     rules = []
     for rule in policy.rules:
