@@ -17,6 +17,14 @@ import pytest
 from conftest import HostCertgate, new_home, require_netfilter
 from topology import CLIENT_OK, CLIENT_OTHER, VM1, VM2, Topology, run
 
+from certgate.firewall.backends import backend_for
+from certgate.firewall.errors import FirewallError
+from certgate.firewall.operations import stored_fleet
+from certgate.home import Home
+from certgate.installation import Installation
+from certgate.secgroups import iptables as ipt
+from certgate.secgroups.model import Fleet
+
 pytestmark = pytest.mark.slow
 
 
@@ -235,3 +243,34 @@ def test_loaded_state_stays_single_and_private(scenario: Scenario) -> None:
         rules = subprocess.run(["ip", "netns", "exec", host, "iptables", "-t", table, "-S",
                                 chain], capture_output=True, text=True, check=True).stdout
         assert rules.splitlines().count(f"-A {chain} -j {entry}") == 1, rules
+
+
+def test_a_refused_apply_leaves_the_previous_rules_loaded(scenario: Scenario) -> None:
+    prefix = ["ip", "netns", "exec", scenario.topo.ns("host")]
+    backend = backend_for(scenario.backend, None, prefix)
+    text, _ = backend.render(stored_fleet_of(scenario))
+    if scenario.backend == "nftables":
+        broken, broken_sha = text.replace("\t\tdrop\n", "\t\tdrop_everything\n", 1), "0" * 64
+    else:
+        # a rule the kernel refuses, in the last family committed (IPv6): the IPv4 part
+        # must not stay half-applied either
+        ruleset = ipt.render_iptables(stored_fleet_of(scenario))
+        ruleset.chains[6]["filter"]["CG-INGRESS"].append("-p tcp --dport 70000 -j ACCEPT")
+        ruleset.chains[4]["filter"]["CG-INGRESS"].append("-p tcp --dport 7 -j DROP")
+        broken_text = ipt.canonical_text(ruleset.chains)
+        backend._rendered["x" * 64] = ipt.IptablesRuleset(  # type: ignore[attr-defined]
+            ruleset.chains, broken_text, "x" * 64)
+        broken, broken_sha = broken_text, "x" * 64
+    with pytest.raises(FirewallError, match="refused"):
+        backend.apply(broken, broken_sha, full=True)
+    assert backend.diff(text) == []
+    assert scenario.topo.tcp("client", VM1, 22, source=CLIENT_OK, expect=True)
+    assert not scenario.topo.tcp("client", VM1, 22, source=CLIENT_OTHER, expect=False)
+
+
+def stored_fleet_of(scenario: Scenario) -> Fleet:
+    inst = Installation(Home(scenario.certgate.home))
+    try:
+        return stored_fleet(inst)
+    finally:
+        inst.close()
