@@ -31,6 +31,7 @@ from certgate.policy.values import (
     parse_hours,
 )
 from certgate.policy.yamlnodes import Cursor, compose_document
+from certgate.secgroups.names import parse_group_name
 
 __all__ = ["PolicyError", "load_policy", "normalize_policy_text", "policy_fingerprint"]
 
@@ -206,7 +207,7 @@ def _when(
     if "from_group" in entries:
         group_cursor = entries["from_group"]
         items = group_cursor.sequence() if group_cursor.is_sequence() else [group_cursor]
-        groups = tuple(item.parsed(_group_name) for item in items)
+        groups = tuple(item.parsed(parse_group_name) for item in items)
     windows: list[TimeWindow] = []
     if "time" in entries:
         time_cursor = entries["time"]
@@ -214,15 +215,6 @@ def _when(
         for item in items:
             windows.extend(_time_windows(item))
     return sources, groups, tuple(windows)
-
-
-_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,22}")
-
-
-def _group_name(text: str) -> str:
-    if not _GROUP_NAME.fullmatch(text):
-        raise ValueError(f"invalid security group name {text[:40]!r}")
-    return text
 
 
 def _time_windows(cursor: Cursor) -> list[TimeWindow]:

@@ -7,23 +7,24 @@ Names are bounded so that every chain certgate makes fits iptables' 28-character
 from __future__ import annotations
 
 import re
-from ipaddress import ip_address, ip_network
 
-from certgate.secgroups.model import Network, PortRange, Protocol
+from certgate.policy.values import parse_cidr
+from certgate.secgroups.model import PortRange, Protocol
+from certgate.secgroups.names import GROUP_NAME, parse_group_name
 
-GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,22}")
+__all__ = [
+    "GROUP_NAME",
+    "parse_cidr",
+    "parse_description",
+    "parse_group_name",
+    "parse_ifname",
+    "parse_ports",
+    "parse_protocol",
+]
+
 IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 MAX_DESCRIPTION = 200
 _PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
-
-
-def parse_group_name(text: str) -> str:
-    if not GROUP_NAME.fullmatch(text):
-        raise ValueError(
-            f"invalid security group name {text[:40]!r} (1-23 letters, digits, '.', '_', '-', "
-            "starting with a letter or digit)"
-        )
-    return text
 
 
 def parse_ifname(text: str) -> str:
@@ -57,26 +58,6 @@ def parse_ports(text: str) -> PortRange:
     if last < first:
         raise ValueError(f"empty port range {text!r} (the first port is above the last)")
     return PortRange(first, last)
-
-
-def parse_cidr(text: str) -> Network:
-    """A network; a bare address is one host. Host bits set are an error (a likely typo)."""
-    text = text.strip()
-    try:
-        return ip_network(text, strict=True)
-    except ValueError as exc:
-        if "host bits set" in str(exc):
-            wide = ip_network(text, strict=False)
-            try:
-                host = ip_address(text.split("/")[0])
-            except ValueError:
-                host = None
-            raise ValueError(
-                f"{text!r} has host bits set (did you mean {wide} or the address {host}?)"
-            ) from None
-        raise ValueError(
-            f"invalid CIDR {text[:60]!r} (expected an address or network like 10.0.0.0/24)"
-        ) from None
 
 
 def parse_description(text: str) -> str:
