@@ -1,7 +1,7 @@
 """Security groups: groups, their rules, VM interfaces, their memberships, a change counter.
 
 Revision ID: 0004_security_groups
-Revises: 0001
+Revises: 0006_review_web
 Create Date: 2026-11-28 07:25:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_security_groups"
-down_revision = "0001"
+down_revision = "0006_review_web"
 branch_labels = None
 depends_on = None
 
