@@ -161,11 +161,8 @@ def register_all() -> click.Group:
                  revoke_commands.add_commands, db_commands.add_commands,
                  vm_commands.add_commands, policy_commands.add_commands,
                  ssh_cert_commands.add_commands, serve_commands.add_commands,
-<<<<<<< HEAD
-                 audit_commands.add_commands, sg_commands.add_commands)
-=======
-                 audit_commands.add_commands, web_commands.add_commands)
->>>>>>> main
+                 audit_commands.add_commands, web_commands.add_commands,
+                 sg_commands.add_commands)
     return cli
 
 

@@ -206,7 +206,27 @@ class ConsoleSessionRow(Base):
     recording_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
-<<<<<<< HEAD
+class ReviewTokenRow(Base):
+    """A one-time sign-in link or a signed-in browser session of the review site.
+
+    Only the SHA-256 of the secret is stored: a copy of the database signs nobody in.
+    ``kind`` is ``link`` (redeemable once, minutes) or ``session`` (a cookie, hours);
+    both are bound to the identity certificate they were issued for.
+    """
+
+    __tablename__ = "review_tokens"
+    __table_args__ = (Index("ix_review_tokens_expires", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_name: Mapped[str] = mapped_column(String(64))
+    identity_serial: Mapped[str] = mapped_column(String(48))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(64))
+
+
 class SecurityGroupRow(Base):
     """A security group: a named whitelist (see certgate.secgroups.model)."""
 
@@ -269,24 +289,3 @@ class SecurityGroupStateRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int] = mapped_column(BigInteger)
-=======
-class ReviewTokenRow(Base):
-    """A one-time sign-in link or a signed-in browser session of the review site.
-
-    Only the SHA-256 of the secret is stored: a copy of the database signs nobody in.
-    ``kind`` is ``link`` (redeemable once, minutes) or ``session`` (a cookie, hours);
-    both are bound to the identity certificate they were issued for.
-    """
-
-    __tablename__ = "review_tokens"
-    __table_args__ = (Index("ix_review_tokens_expires", "expires_at"),)
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    user_name: Mapped[str] = mapped_column(String(64))
-    identity_serial: Mapped[str] = mapped_column(String(48))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    source: Mapped[str | None] = mapped_column(String(64))
->>>>>>> main
