@@ -1,6 +1,6 @@
 """Security groups loaded into a real packet filter, checked with real packets.
 
-Everything happens inside namespaces the fixture creates (see topology.py): a client, a host
+Everything happens inside namespaces the fixture creates (see sg_topology.py): a client, a host
 that routes and two VMs behind veth pairs standing in for taps. certgate runs in the host's
 namespace and loads its groups there; the client and the VMs connect to each other through
 the host's forward hook. Every case runs once per backend (nftables, iptables).
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import HostCertgate, new_home, require_netfilter
-from topology import CLIENT_OK, CLIENT_OTHER, VM1, VM2, Topology, run
+from sg_host import HostCertgate, new_home, require_netfilter
+from sg_topology import CLIENT_OK, CLIENT_OTHER, VM1, VM2, Topology, run
 
 from certgate.firewall.backends import backend_for
 from certgate.firewall.errors import FirewallError

@@ -1,20 +1,16 @@
-"""Fixtures for security-group tests: namespaces with real traffic, and a certgate home.
-
-The namespace fixtures are module-scoped: creating namespaces and an installation costs a few
-seconds, and the tests of a module build on one another's groups only through the CLI.
-"""
+"""Helpers for security-group tests: ``certgate`` run inside the host namespace, and the
+check that this machine can run them (in CI it must)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from topology import Topology, netfilter_unavailable
+from sg_topology import netfilter_unavailable
 
 
 @dataclass
@@ -53,17 +49,6 @@ def require_netfilter() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"security-group packet tests must run in CI: {reason}")
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def topology() -> Iterator[Topology]:
-    require_netfilter()
-    topo = Topology()
-    try:
-        topo.create()
-        yield topo
-    finally:
-        topo.destroy()
 
 
 def new_home(tmp: Path, netns: str) -> HostCertgate:
