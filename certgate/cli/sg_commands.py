@@ -9,6 +9,7 @@ import click
 
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.cli.streams import read_input
+from certgate.cli.vm_commands import vm_group
 from certgate.errors import CertgateError
 from certgate.firewall import operations as ops
 from certgate.firewall.backends import BACKENDS
@@ -24,11 +25,11 @@ from certgate.secgroups.values import (
 
 
 def add_commands(cli: click.Group) -> None:
+    """Add ``sg``, and ``nic`` below ``vm`` (registering ``vm`` too, whatever loads first)."""
     cli.add_command(sg_group)
-    vm = cli.commands.get("vm")
-    if not isinstance(vm, click.Group):
-        raise RuntimeError("the 'vm' command group must be registered before 'sg'")
-    vm.add_command(nic_group)
+    vm_group.add_command(nic_group)
+    if "vm" not in cli.commands:
+        cli.add_command(vm_group)
 
 
 def _parsed(parse: Any, text: str, option: str) -> Any:
