@@ -34,9 +34,9 @@ from certgate.policy import (
     Subject,
     VMInfo,
     decide,
-    load_policy,
     reachable_vms,
 )
+from certgate.policy_cache import load_policy_cached
 from certgate.store import repositories as repo
 
 EMPTY_POLICY = Policy(rules=(), description="no policy applied: everything is denied")
@@ -289,7 +289,8 @@ class AccessService:
         with cache.lock:
             if cache.version != stored.version or (
                     generation != -1 and generation != cache.groups_generation):
-                policy = load_policy(stored.source, stored.source_name)
+                policy = load_policy_cached(
+                    stored.source, stored.source_name, self.installation.home.cache_dir)
                 with self.database.read() as session:
                     cache.policy = policy_with_groups(session, policy)
                 cache.version, cache.groups_generation = stored.version, generation
