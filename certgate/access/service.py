@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -50,6 +50,7 @@ from certgate.access.model import (
 )
 from certgate.access.snapshot import AccessSnapshot, read_snapshot, read_snapshots
 from certgate.errors import CertgateError
+from certgate.firewall.policy_groups import groups_generation, policy_with_groups
 from certgate.policy import (
     VIEW,
     Decision,
@@ -99,19 +100,31 @@ class AttributeCheck:
 
 
 class _PolicyCache:
+    """One parsed Policy object per policy version (and, for a policy that takes sources from
+    security groups, per groups generation), resolved inside the decision's snapshot."""
+
     def __init__(self) -> None:
         self.version = 0
+        self.groups_generation = -1
         self.policy: Policy = EMPTY_POLICY
         self.lock = threading.Lock()
 
-    def resolve(self, snapshot: AccessSnapshot, cache_dir: Path | None) -> Policy:
+    def resolve(self, session: Session, snapshot: AccessSnapshot,
+                cache_dir: Path | None) -> Policy:
         with self.lock:
-            if snapshot.policy is not None and snapshot.policy.version != self.version:
-                self.policy = load_policy_cached(snapshot.policy.source,
-                                                 snapshot.policy.source_name, cache_dir)
-                self.version = snapshot.policy.version
-            elif snapshot.policy_version == 0:
-                self.policy, self.version = EMPTY_POLICY, 0
+            if snapshot.policy_version == 0:
+                self.policy, self.version, self.groups_generation = EMPTY_POLICY, 0, -1
+                return self.policy
+            # Only a policy that takes sources from security groups pays for this lookup.
+            current = self.version == snapshot.policy_version and not self.policy.source_groups
+            generation = -1 if current else groups_generation(session)
+            if self.version != snapshot.policy_version or (
+                    generation != -1 and generation != self.groups_generation):
+                stored = snapshot.policy or repo.current_policy(session)
+                assert stored is not None
+                policy = load_policy_cached(stored.source, stored.source_name, cache_dir)
+                self.policy = policy_with_groups(session, policy)
+                self.version, self.groups_generation = snapshot.policy_version, generation
             return self.policy
 
 
@@ -207,12 +220,14 @@ class AccessService:
     def _snapshot(self, identity: Identity, vm_names: list[str] | None,
                   at: datetime) -> AccessSnapshot:
         with self.database.snapshot() as session:
-            return read_snapshot(
+            snapshot = read_snapshot(
                 session, identity_serial=identity.serial,
                 ssh_cert_serial=identity.ssh_cert_serial, vm_names=vm_names,
                 acs_unexpired_at=at - EXPIRED_LOOKBACK,
                 cached_policy_version=self._policy.version,
             )
+            policy = self._policy.resolve(session, snapshot, self._policy_cache_dir)
+        return replace(snapshot, resolved_policy=policy)
 
     def _identity_problem(self, identity: Identity, snapshot: AccessSnapshot,
                           at: datetime) -> str | None:
@@ -245,7 +260,7 @@ class AccessService:
 
     def _grant(self, identity: Identity, snapshot: AccessSnapshot, vm: repo.VM,
                source: str | None, at: datetime) -> Grant:
-        policy = self._policy.resolve(snapshot, self._policy_cache_dir)
+        policy = snapshot.resolved_policy or EMPTY_POLICY
         problem = self._identity_problem(identity, snapshot, at)
         if problem is not None:
             return Grant(identity, vm, EMPTY_APPROVAL,
@@ -329,6 +344,11 @@ class AccessService:
             snapshots = read_snapshots(session, identities=keys,
                                        acs_unexpired_at=at - EXPIRED_LOOKBACK,
                                        cached_policy_version=self._policy.version)
+            if snapshots:
+                policy = self._policy.resolve(session, next(iter(snapshots.values())),
+                                              self._policy_cache_dir)
+                snapshots = {k: replace(v, resolved_policy=policy)
+                             for k, v in snapshots.items()}
         outcomes: list[tuple[Grant | None, str | None]] = []
         decided: dict[tuple[str | None, ...], Grant] = {}  # sessions that ask the same thing
         for (grant, source, privilege), key in zip(sessions, keys, strict=True):

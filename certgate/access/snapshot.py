@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from certgate.policy import Policy
 from certgate.store import repositories as repo
 
 
@@ -26,6 +27,8 @@ class AccessSnapshot:
     """The policy's source, read only when the caller does not hold ``policy_version``."""
     user_disabled: bool = False
     change_counter: int = 0
+    resolved_policy: Policy | None = None
+    """The policy in force, parsed (and security-group sources resolved) in this snapshot."""
 
 
 def read_snapshot(

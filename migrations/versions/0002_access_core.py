@@ -1,7 +1,7 @@
 """Access core: the change counter, key bindings (one owner per key), user disable/remove.
 
 Revision ID: 0002_access_core
-Revises: 0006_review_web
+Revises: 0004_security_groups
 Create Date: 2026-11-28 07:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_access_core"
-down_revision = "0006_review_web"
+down_revision = "0004_security_groups"
 branch_labels = None
 depends_on = None
 
