@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ import click
 from ca import keys
 from certgate.cli.ca_commands import parse_duration_option, read_input, write_output
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
+from certgate.display import printable
 from certgate.errors import CertgateError
 from certgate.fleet import (
     add_vm,
@@ -22,6 +25,7 @@ from certgate.fleet import (
     parse_labels,
     remove_vm,
 )
+from certgate.policy.loader import decode_policy
 from certgate.policy.model import sorted_privileges
 from certgate.store import repositories as repo
 
@@ -90,7 +94,7 @@ def policy_group() -> None:
 @pass_app
 def policy_apply(app: AppContext, file: str) -> None:
     """Validate a policy file and make it the policy in force (a new version)."""
-    text = read_input(file, "policy").decode("utf-8", errors="strict")
+    text = decode_policy(read_input(file, "policy"), Path(file).name)
     applied = apply_policy(app.installation(), text, Path(file).name)
     if applied.unchanged:
         click.echo(f"policy unchanged (version {applied.version.version})")
@@ -143,6 +147,8 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
                  at_text: str | None, as_json: bool) -> None:
     """Explain what the gateway would decide for USER on VM; exit 0 only when allowed."""
     at = _parse_time(at_text)
+    if source is not None:
+        source = _parse_source(source)
     inst = app.installation()
     decision, subject = check_policy(inst, user, vm, source=source, at=at)
     inst.audit.record(inst.event(
@@ -156,11 +162,21 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
                    "reasons": list(decision.reasons),
                    "attributes": subject.attributes.as_dict()})
     else:
-        click.echo(f"{user} on {vm} from {source or '(any source)'} at {at.isoformat()}")
-        click.echo(f"attributes: {subject.attributes.describe() or '(none)'}")
-        click.echo(decision.explain())
+        click.echo(printable(f"{user} on {vm} from {source or '(any source)'} at "
+                             f"{at.isoformat()}"))
+        click.echo(printable(f"attributes: {subject.attributes.describe() or '(none)'}"))
+        click.echo(printable(decision.explain(), keep_newlines=True))
     if not decision.allowed:
         raise SystemExit(1)
+
+
+def _parse_source(text: str) -> str:
+    """An IP address, as the gateway would see it; anything else is an error, because a
+    rule with source conditions must never be judged against a value that is no address."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise CertgateError(f"--from wants an IP address, not {text!r}") from None
 
 
 def _parse_time(text: str | None) -> datetime:
@@ -216,11 +232,12 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
     host, port = inst.config.listen_host, inst.config.listen_port
     if listen:
         host, _, port_text = listen.rpartition(":")
-        if not host or not port_text.isdigit():
+        if not host or not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
             fail(f"--listen wants HOST:PORT, not {listen!r}")
         port = int(port_text)
     options = ServeOptions(host=host, port=port,
-                           gateway_id=gateway_id or socket.gethostname())
+                           gateway_id=gateway_id or socket.gethostname(),
+                           limits=inst.config.limits.login)
 
     def ready(ports: list[int]) -> None:
         click.echo(f"certgate gateway {options.gateway_id} listening on {host}:"

@@ -22,10 +22,63 @@ T = TypeVar("T")
 _NULL_TAG = "tag:yaml.org,2002:null"
 
 
+MAX_POLICY_CHARS = 1 << 20
+"""A policy of thousands of rules fits; parsing time and memory stay bounded."""
+MAX_DEPTH = 32
+"""A policy nests six levels; deeper documents are refused before Python's recursion limit."""
+
+
+class _RefusedConstruct(Exception):
+    def __init__(self, mark: yaml.Mark | None, problem: str) -> None:
+        super().__init__(problem)
+        self.mark = mark
+        self.problem = problem
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A composer that refuses aliases (whose expansion is exponential: "billion laughs")
+    and nesting deeper than ``MAX_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def _mark(self) -> yaml.Mark | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: yaml.Mark | None = getattr(event, "start_mark", None)
+        return mark
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise _RefusedConstruct(
+                self._mark(),
+                "YAML aliases ('*name') are not supported; write the value out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _RefusedConstruct(
+                    self._mark(),
+                    f"the document nests deeper than {MAX_DEPTH} levels")
+            node: yaml.Node | None = super().compose_node(parent, index)
+            return node
+        finally:
+            self._depth -= 1
+
+
 def compose_document(text: str, source_name: str) -> yaml.Node | None:
     """The node tree of a single YAML document; syntax errors become ``PolicyError``."""
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError(source_name, 1, 1, "",
+                          f"the policy is too large ({len(text)} characters; at most "
+                          f"{MAX_POLICY_CHARS})")
+    loader = _BoundedLoader(text)
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return loader.get_single_node()
+    except _RefusedConstruct as exc:
+        line, column = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
+        raise PolicyError(source_name, line, column, "", exc.problem) from None
+    except RecursionError:
+        raise PolicyError(source_name, 1, 1, "", "the document nests too deeply") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -35,6 +88,22 @@ def compose_document(text: str, source_name: str) -> yaml.Node | None:
         raise PolicyError(source_name, line, column, "", f"invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(source_name, 1, 1, "", f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def decode_policy(data: bytes, source_name: str) -> str:
+    """The text of a policy file; a file that is not UTF-8 is a located ``PolicyError``."""
+    if len(data) > MAX_POLICY_CHARS * 4:
+        raise PolicyError(source_name, 1, 1, "", f"the policy is too large ({len(data)} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise PolicyError(source_name, line, column, "",
+                          f"the policy is not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
 
 
 def _kind(node: yaml.Node) -> str:
