@@ -175,7 +175,7 @@ MAX_SEQ = 2**63 - 1  # the BIGINT the chain's seq is stored in
 
 
 def _parse_seq(text: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,19}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,40}", text.strip()):
         raise CertgateError(f"audit entry id must be a number (its seq), not {text!r}")
     value = int(text.strip())
     if not 1 <= value <= MAX_SEQ:

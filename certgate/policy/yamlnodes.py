@@ -8,6 +8,7 @@ error carries ``file:line:column`` and the path (``rules[2].require.clearance``)
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -65,14 +66,41 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_flow_depth(text: str, source_name: str) -> None:
+    """Refuse deep ``[``/``{`` nesting before PyYAML scans it.
+
+    PyYAML's scanner keeps a possible simple key per open flow level and walks all of them
+    for every token, so scanning n nested brackets costs n squared, before the composer
+    could refuse the depth. Brackets inside quoted strings count too: a policy has no use
+    for dozens of them.
+    """
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                before = text[: match.start()]
+                line = before.count("\n") + 1
+                column = match.start() - (before.rfind("\n") + 1) + 1
+                raise PolicyError(source_name, line, column, "",
+                                  f"the document nests deeper than {MAX_DEPTH} levels")
+        elif depth:
+            depth -= 1
+
+
 def compose_document(text: str, source_name: str) -> yaml.Node | None:
     """The node tree of a single YAML document; syntax errors become ``PolicyError``."""
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyError(source_name, 1, 1, "",
                           f"the policy is too large ({len(text)} characters; at most "
                           f"{MAX_POLICY_CHARS})")
-    loader = _BoundedLoader(text)
+    _check_flow_depth(text, source_name)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses unprintable characters here
         return loader.get_single_node()
     except _RefusedConstruct as exc:
         line, column = (exc.mark.line + 1, exc.mark.column + 1) if exc.mark else (1, 1)
@@ -89,7 +117,8 @@ def compose_document(text: str, source_name: str) -> yaml.Node | None:
     except yaml.YAMLError as exc:
         raise PolicyError(source_name, 1, 1, "", f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def decode_policy(data: bytes, source_name: str) -> str:
