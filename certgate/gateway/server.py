@@ -28,7 +28,6 @@ from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
 from certgate.audit.writer import AuditWriter
-from certgate.authority import Installation
 from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub
 from certgate.consoles.uri import parse_console_uri
@@ -43,6 +42,7 @@ from certgate.gateway.session import (
     wants_interaction,
 )
 from certgate.gateway.throttle import LoginThrottle, Verdict
+from certgate.installation import Installation
 from certgate.limits import LoginLimits
 from certgate.policy.model import sorted_privileges
 

@@ -55,13 +55,9 @@ class HostileHome:
 
     def cli(self, *args: str, stdin: bytes | None = None) -> Outcome:
         """Run a ``certgate`` command in this process, as ``main`` would."""
-        from certgate.cli import audit_commands, ca_commands, gateway_commands
-        from certgate.cli.main import cli, register
+        from certgate.cli.main import register_all
 
-        if "serve" not in cli.commands:
-            register(ca_commands.add_commands, audit_commands.add_commands,
-                     gateway_commands.add_commands)
-        result = CliRunner().invoke(cli, list(args), env=self.env, input=stdin)
+        result = CliRunner().invoke(register_all(), list(args), env=self.env, input=stdin)
         return Outcome(result.exit_code, result.stdout, result.stderr, result.exception)
 
     def ok(self, *args: str, stdin: bytes | None = None) -> Outcome:
