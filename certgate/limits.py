@@ -50,7 +50,8 @@ class LoginLimits:
 class Limits:
     max_identity_lifetime: timedelta = timedelta(days=825)
     max_attribute_lifetime: timedelta = timedelta(days=397)
-    max_ssh_cert_lifetime: timedelta = timedelta(days=30)
+    max_ssh_cert_lifetime: timedelta = timedelta(days=7)
+    """OpenSSH certificates are short-lived by design (they cannot be revoked by CRL)."""
     max_recording_bytes: int = 1 << 30
     """Per session recording; when reached, recording stops with a note (the session goes on
     and the audit log says so)."""

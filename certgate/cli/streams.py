@@ -9,6 +9,7 @@ import click
 
 from ca.files import write_atomically
 from ca.pem import MAX_INPUT_BYTES
+from certgate.display import printable
 from certgate.errors import CertgateError
 
 
@@ -25,6 +26,12 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
         write_atomically(Path(path), data, 0o600 if private else 0o644)
     except OSError as exc:
         raise CertgateError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Echo a line that carries outside data (certificate fields, names, audit values),
+    with control and invisible formatting characters escaped for the terminal."""
+    click.echo(printable(text), err=err)
 
 
 def read_input(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
