@@ -33,6 +33,7 @@ class Outcome:
     stdout: str
     stderr: str
     exception: BaseException | None
+    stdout_bytes: bytes = b""
 
     @property
     def refusal(self) -> str:
@@ -58,7 +59,8 @@ class HostileHome:
         from certgate.cli.main import register_all
 
         result = CliRunner().invoke(register_all(), list(args), env=self.env, input=stdin)
-        return Outcome(result.exit_code, result.stdout, result.stderr, result.exception)
+        return Outcome(result.exit_code, result.stdout, result.stderr, result.exception,
+                       result.stdout_bytes)
 
     def ok(self, *args: str, stdin: bytes | None = None) -> Outcome:
         outcome = self.cli(*args, stdin=stdin)
