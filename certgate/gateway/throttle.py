@@ -100,8 +100,8 @@ class LoginThrottle:
             self._sources.move_to_end(key)
         if now - state.window_start >= self.limits.window:
             state.window_start, state.failures = now, 0
-        if (state.blocked_until < now and state.last_failure
-                and now - state.last_failure > self.limits.max_backoff):
+        quiet_since = max(state.last_failure, state.blocked_until)
+        if quiet_since and now - quiet_since > self.limits.max_backoff:
             state.next_backoff = self.limits.backoff  # quiet long enough: forgiven
         return state
 
