@@ -103,7 +103,7 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
         csr = x509.load_der_x509_csr(data)
         key = csr.public_key()
         valid = csr.is_signature_valid
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise MalformedInputError(f"not a certificate signing request: {exc}") from None
     check_public_key(key, "CSR public key")
     if not valid:

@@ -29,6 +29,21 @@ def _csr_pem() -> bytes:
     return csr.public_bytes(serialization.Encoding.PEM)
 
 
+def _csr_der_version(version: int) -> bytes:
+    """A CSR whose version field says ``version`` (only 0 exists)."""
+    der = bytearray(_csr_pem_to_der())
+    marker = bytes([0x02, 0x01, 0x00])  # INTEGER 0, the first field of the request info
+    at = der.index(marker)
+    der[at + 2] = version
+    return bytes(der)
+
+
+def _csr_pem_to_der() -> bytes:
+    from cryptography.x509 import load_pem_x509_csr
+
+    return load_pem_x509_csr(_csr_pem()).public_bytes(serialization.Encoding.DER)
+
+
 def _policy(rule_name: str = "ops") -> bytes:
     return (f"version: 1\nrules:\n  - name: {rule_name}\n    effect: allow\n"
             f"    vms: {{names: [vm01]}}\n    privileges: [console.view]\n").encode()
@@ -80,6 +95,9 @@ CASES: dict[str, tuple[Case, str]] = {
                    h.file("bad.csr", b"-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n"
                                      b"-----END CERTIFICATE REQUEST-----\n")],
         "malformed PEM"),
+    "CSR with an invalid version (found by fuzzing)": (
+        lambda h: ["user", "add", "mallory7", "--csr", h.file("v1.csr", _csr_der_version(1))],
+        "not a certificate signing request"),
     "attribute certificate PEM of 4 MB": (
         lambda h: ["attr", "verify", h.file("big.pem", b"-----BEGIN ATTRIBUTE CERTIFICATE-----\n"
                                             + b"QUJD\n" * (1 << 20)
