@@ -35,6 +35,8 @@ class HomeConfig:
     listen_port: int
     encrypted_keys: bool
     crl_url: str | None = None
+    web_url: str | None = None
+    """Where reviewers reach ``certgate web`` (sign-in links printed by the gateway)."""
     database_password_file: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -55,6 +57,8 @@ class HomeConfig:
             )
         if self.crl_url:
             lines.append(f"crl_url = {_toml_str(self.crl_url)}")
+        if self.web_url:
+            lines.append(f"web_url = {_toml_str(self.web_url)}")
         if self.database_password_file:
             lines.append(f"database_password_file = {_toml_str(self.database_password_file)}")
         lines += ["", "# Optional limits (docs/hardening.md), e.g.:", "# [limits]",
@@ -77,7 +81,7 @@ class HomeConfig:
         if not isinstance(data, dict) or not isinstance(limits_table, dict):
             raise HomeError(f"{source}: [certgate] and [limits] must be tables")
         known = {"gateway_name", "database_url", "listen_host", "listen_port",
-                 "encrypted_keys", "crl_url", "database_password_file"}
+                 "encrypted_keys", "crl_url", "database_password_file", "web_url"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise HomeError(f"{source}: unknown setting(s) {', '.join(unknown)}")
@@ -89,6 +93,7 @@ class HomeConfig:
                 listen_port=int(data.get("listen_port", 2222)),
                 encrypted_keys=bool(data.get("encrypted_keys", True)),
                 crl_url=data.get("crl_url"),
+                web_url=data.get("web_url"),
                 database_password_file=data.get("database_password_file"),
                 limits=Limits.from_table(limits_table, source),
             )

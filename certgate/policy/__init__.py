@@ -17,7 +17,9 @@ from certgate.policy.loader import load_policy, normalize_policy_text, policy_fi
 from certgate.policy.model import (
     ALL_PRIVILEGES,
     BREAK,
+    CONSOLE_PRIVILEGES,
     INTERACT,
+    REVIEW,
     VIEW,
     Policy,
     Privilege,
@@ -29,7 +31,9 @@ from certgate.policy.model import (
 __all__ = [
     "ALL_PRIVILEGES",
     "BREAK",
+    "CONSOLE_PRIVILEGES",
     "INTERACT",
+    "REVIEW",
     "VIEW",
     "Decision",
     "Policy",

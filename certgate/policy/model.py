@@ -22,11 +22,16 @@ class Privilege(StrEnum):
     VIEW = "console.view"
     INTERACT = "console.interact"
     BREAK = "console.break"
+    REVIEW = "audit.review"
+    """Reading the audit records and recordings of the selected VMs' sessions (``certgate
+    web``); it implies nothing on the console and no console privilege implies it."""
 
 
 VIEW: Final = Privilege.VIEW
 INTERACT: Final = Privilege.INTERACT
 BREAK: Final = Privilege.BREAK
+REVIEW: Final = Privilege.REVIEW
+CONSOLE_PRIVILEGES: Final[frozenset[str]] = frozenset({VIEW, INTERACT, BREAK})
 ALL_PRIVILEGES: Final[frozenset[str]] = frozenset(Privilege)
 
 #: Privileges form a ladder: break implies interact implies view. A break or SysRq is useless
@@ -35,6 +40,7 @@ _IMPLIED: Final[Mapping[str, frozenset[str]]] = {
     VIEW: frozenset({VIEW}),
     INTERACT: frozenset({INTERACT, VIEW}),
     BREAK: frozenset({BREAK, INTERACT, VIEW}),
+    REVIEW: frozenset({REVIEW}),
 }
 
 
