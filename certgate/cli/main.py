@@ -145,6 +145,7 @@ def register_all() -> click.Group:
         audit_commands,
         ca_commands,
         db_commands,
+        doctor_commands,
         init_commands,
         policy_commands,
         revoke_commands,
@@ -161,7 +162,8 @@ def register_all() -> click.Group:
                  revoke_commands.add_commands, db_commands.add_commands,
                  vm_commands.add_commands, policy_commands.add_commands,
                  ssh_cert_commands.add_commands, serve_commands.add_commands,
-                 audit_commands.add_commands, web_commands.add_commands)
+                 audit_commands.add_commands, web_commands.add_commands,
+                 doctor_commands.add_commands)
     return cli
 
 

@@ -44,6 +44,8 @@ from certgate.gateway.session import (
 from certgate.gateway.throttle import LoginThrottle, Verdict
 from certgate.installation import Installation
 from certgate.limits import LoginLimits
+from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
+from certgate.observability.consoles import observed_opener
 from certgate.policy.model import sorted_privileges
 
 log = logging.getLogger(__name__)
@@ -97,22 +99,25 @@ class _Connection(asyncssh.SSHServer):
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
-            if outcome == "deny":
-                verdict = throttle.failure(source, time.monotonic())
-                if verdict is not Verdict.AUDIT:
-                    conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                                    "too many failed logins from this address; try later")
-                if verdict is Verdict.SUPPRESS:
-                    return
-                if verdict is Verdict.THROTTLE:
-                    await self.gateway.audit(AuditEvent(
-                        "auth.throttled", self.gateway.actor, outcome="deny", source=source,
-                        details={"source": throttle.source_key(source),
-                                 "blocked_seconds": round(
-                                     throttle.block_length(source, time.monotonic())),
-                                 "failures": self.gateway.options.limits.failure_burst + 1,
-                                 "window_seconds": self.gateway.options.limits.window}))
-                    return
+            verdict = (throttle.failure(source, time.monotonic()) if outcome == "deny"
+                       else Verdict.AUDIT)
+            if verdict is not Verdict.AUDIT:
+                conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                "too many failed logins from this address; try later")
+            if verdict is Verdict.SUPPRESS:
+                return  # counted for the source's summary; neither logged nor written
+            self.gateway.observer.login(outcome, user=user, target=target, source=source,
+                                        credential=credential.kind if credential else None,
+                                        reason=reason)
+            if verdict is Verdict.THROTTLE:
+                await self.gateway.audit(AuditEvent(
+                    "auth.throttled", self.gateway.actor, outcome="deny", source=source,
+                    details={"source": throttle.source_key(source),
+                             "blocked_seconds": round(
+                                 throttle.block_length(source, time.monotonic())),
+                             "failures": self.gateway.options.limits.failure_burst + 1,
+                             "window_seconds": self.gateway.options.limits.window}))
+                return
             await self.gateway.audit(AuditEvent(
                 "auth.login", self.gateway.actor, outcome=outcome, user=user, vm=target,
                 source=source,
@@ -183,9 +188,11 @@ class _Connection(asyncssh.SSHServer):
 class Gateway:
     """One running gateway process."""
 
-    def __init__(self, installation: Installation, options: ServeOptions) -> None:
+    def __init__(self, installation: Installation, options: ServeOptions,
+                 observer: GatewayObserver | None = None) -> None:
         self.installation = installation
         self.options = options
+        self.observer = observer or GatewayObserver()
         self.access = AccessService(installation)
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
@@ -199,8 +206,13 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
-            self.live, installation.config.limits.max_recording_bytes,
+            self.live, self.observer,
+            max_recording_bytes=installation.config.limits.max_recording_bytes,
         )
+        if self.observer.metrics is not None:
+            self.observer.metrics.watch(live_sessions=lambda: len(self.live),
+                                        audit_queue=lambda: self.audit_writer.depth,
+                                        consoles=self.console_states)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -305,7 +317,17 @@ class Gateway:
 
     async def audit(self, event: AuditEvent) -> None:
         """Append and wait until committed (group commit shared with concurrent logins)."""
-        await self.audit_writer.append(event)
+        try:
+            await self.audit_writer.append(event)
+        except CertgateError as exc:
+            self.observer.database_error(f"audit append ({event.event_type})", exc)
+            raise
+
+    def console_states(self) -> dict[str, int]:
+        """How many consoles are connected (a backend is open) and idle, for metrics."""
+        hubs = list(self.hubs.values())
+        connected = sum(1 for hub in hubs if hub.backend_open)
+        return {"connected": connected, "idle": len(hubs) - connected}
 
     def spawn(self, work: Any) -> None:
         """Run a coroutine from a synchronous callback; stop() waits for it."""
@@ -319,7 +341,8 @@ class Gateway:
         hub = self.hubs.get(vm_name)
         target = parse_console_uri(console_uri)
         if hub is None or hub.target != target:
-            hub = ConsoleHub(target, ssh_options=self._upstream)
+            hub = ConsoleHub(target, ssh_options=self._upstream,
+                             opener=observed_opener(self.observer, vm_name))
             self.hubs[vm_name] = hub
         return hub
 
@@ -379,12 +402,18 @@ class Gateway:
                                  f"(use: view, whoami)"
                                  f"\r\n".encode())
             return 2
+        started = time.perf_counter()
         try:
             grant = await asyncio.to_thread(self.access.decide, identity, target, source)
         except AccessRefused:
             await self._list(process, identity, source, target)
             return 0 if command is None else 1
         interactive = wants_interaction(grant, command)
+        self.observer.decision(
+            grant.allowed and interactive is not None, time.perf_counter() - started,
+            user=identity.user, vm=target, source=source,
+            mode=None if interactive is None else ("interactive" if interactive else "view"),
+            reasons=list(grant.decision.reasons))
         await self._audit_decision(grant, source, interactive)
         if not grant.allowed or interactive is None:
             text = grant.decision.explain() if not grant.allowed else (
@@ -492,6 +521,9 @@ class Gateway:
                     reason = f"access could not be re-checked ({type(exc).__name__})"
                 if reason:
                     live.terminate(reason)
+                    self.observer.session_revoked(
+                        live.session_id, user=live.grant.identity.user,
+                        vm=live.grant.vm.name if live.grant.vm else None, reason=reason)
                     await self.audit(AuditEvent(
                         "session.revoked", self.actor, outcome="deny",
                         user=live.grant.identity.user,
@@ -519,9 +551,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
             for session_id in list(self.live):
-                with contextlib.suppress(CertgateError):
+                try:
                     await asyncio.to_thread(session_log.heartbeat,
                                             self.installation.database, session_id)
+                except CertgateError as exc:
+                    self.observer.database_error("session heartbeat", exc)
             with contextlib.suppress(CertgateError):
                 await asyncio.to_thread(
                     session_log.reap_abnormal, self.installation.database, None,
@@ -565,12 +599,22 @@ async def wait_for_termination() -> None:
 
 
 async def serve_forever(installation: Installation, options: ServeOptions,
-                        ready: Any = None) -> None:
-    gateway = Gateway(installation, options)
+                        ready: Any = None, *,
+                        metrics_listen: tuple[str, int] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; ``metrics_listen`` opts into Prometheus ``/metrics``."""
+    metrics = GatewayMetrics() if metrics_listen is not None else None
+    gateway = Gateway(installation, options, GatewayObserver(metrics))
     ports = await gateway.start()
+    exporter = None
+    if metrics is not None and metrics_listen is not None:
+        exporter = MetricsServer(metrics, *metrics_listen)
+        log_event("metrics.listen", "metrics served",
+                  address=f"http://{metrics_listen[0]}:{exporter.port}/metrics")
     if ready is not None:
         ready(ports)
     try:
         await wait_for_termination()
     finally:
         await gateway.stop()
+        if exporter is not None:
+            exporter.close()

@@ -24,6 +24,7 @@ from certgate.consoles.errors import ConsoleError
 from certgate.consoles.hub import Attachment, ConsoleHub
 from certgate.errors import CertgateError
 from certgate.gateway.access import Grant
+from certgate.observability.observer import GatewayObserver
 from certgate.policy import BREAK, INTERACT
 from certgate.store.database import Database
 
@@ -61,6 +62,7 @@ class SessionEnvironment:
     recordings_dir: Path
     gateway_id: str
     live: dict[str, LiveSession]
+    observer: GatewayObserver = field(default_factory=GatewayObserver)
     max_recording_bytes: int | None = None
 
 
@@ -98,9 +100,13 @@ async def run_console_session(
             session_id=session_id,
         )
     except CertgateError as exc:
-        log.error("session refused: audit log unavailable: %s", exc)
+        env.observer.database_error("session start", exc)
         _say(process, "the audit log cannot be written; no session is opened")
         return 1
+    env.observer.session_started(session_id, user=grant.identity.user, vm=grant.vm.name,
+                                 source=source,
+                                 mode="interactive" if interactive else "view")
+    started = time.monotonic()
 
     live = LiveSession(session_id, grant, source, interactive)
     env.live[session_id] = live
@@ -153,7 +159,12 @@ async def run_console_session(
                 recording_sha256=digest,
             )
         except CertgateError as exc:
-            log.error("could not record the end of session %s: %s", session_id, exc)
+            env.observer.database_error(f"recording the end of session {session_id}", exc)
+        env.observer.session_ended(
+            session_id, user=grant.identity.user, vm=grant.vm.name, reason=reason,
+            duration_seconds=time.monotonic() - started,
+            bytes_in=stats.bytes_to_guest if stats else 0,
+            bytes_out=stats.bytes_from_guest if stats else 0)
     return status
 
 
