@@ -197,7 +197,7 @@ class AccessService:
         refusal = AccessRefused("the X.509 certificate was not issued by this gateway's CA")
         try:
             cert = x509.load_der_x509_certificate(credential.x509_der or b"")
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise refusal from exc
         row = repo.find_certificate(session, format_serial(cert.serial_number))
         if row is None or row.kind != repo.IDENTITY or row.der != credential.x509_der:
@@ -325,6 +325,16 @@ class AccessService:
         if problem is not None:
             raise AccessRefused(problem)
         return self._approve(snapshot, None, at)
+
+    def current_policy(self) -> tuple[int, Policy]:
+        """The policy in force: its version and the parsed policy (security-group sources
+        resolved), as the next decision will see it."""
+        with self.database.snapshot() as session:
+            version = repo.current_policy_number(session)
+            stored = repo.current_policy(session) if version != self._policy.version else None
+            snapshot = AccessSnapshot(None, None, (), (), version, stored)
+            policy = self._policy.resolve(session, snapshot, self._policy_cache_dir)
+        return version, policy
 
     def may(self, user: str, privilege: str, vm_name: str, source: str | None,
             at: datetime | None = None) -> Grant:

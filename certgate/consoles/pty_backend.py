@@ -31,7 +31,11 @@ EXIT_DRAIN = 0.2
 """Seconds after the command exited during which its last output is still read."""
 
 
+MAX_WINDOW = 0xFFFF  # struct winsize holds unsigned shorts; SSH clients may send any uint32
+
+
 def _set_window_size(fd: int, cols: int, rows: int) -> None:
+    rows, cols = (max(1, min(int(n), MAX_WINDOW)) for n in (rows, cols))
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from ipaddress import ip_address, ip_network
 
 import pytest
-from certgate.gateway.access import AccessService
+from certgate.access import AccessService
 
 from ca.attributes import AttributeSet
 from certgate.errors import ConflictError
