@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from ipaddress import ip_address, ip_network
 
 import pytest
-from certgate.access import AccessService
 
 from ca.attributes import AttributeSet
+from certgate.access import AccessService
 from certgate.errors import ConflictError
 from certgate.firewall import operations as ops
 from certgate.fleet import apply_policy
