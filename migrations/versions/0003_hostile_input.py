@@ -6,7 +6,7 @@ to its column first, see certgate.audit.chain.bounded), so tests on SQLite see w
 on PostgreSQL would.
 
 Revision ID: 0003_hostile_input
-Revises: 0006_review_web
+Revises: 0004_security_groups
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0003_hostile_input"
-down_revision = "0006_review_web"
+down_revision = "0004_security_groups"
 branch_labels = None
 depends_on = None
 
