@@ -111,6 +111,10 @@ class Home:
     def recordings_dir(self) -> Path:
         return self.root / "recordings"
 
+    @property
+    def console_logs_dir(self) -> Path:
+        return self.root / "console-logs"
+
     root_cert = property(lambda self: self.ca_dir / "root.pem")
     root_key = property(lambda self: self.ca_dir / "root.key")
     aa_cert = property(lambda self: self.ca_dir / "aa.pem")

@@ -150,7 +150,7 @@ class Attendee:
 MuxEvent = Notice | SessionEnd
 
 
-def tail_lines(data: bytes, count: int) -> bytes:
+def tail_lines(data: bytes | bytearray, count: int) -> bytes:
     """The last ``count`` complete lines of ``data`` plus any unfinished line (a prompt)."""
     if count <= 0:
         return b""
