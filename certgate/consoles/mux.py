@@ -282,7 +282,9 @@ class ConsoleMux:
         if (privileges.interact and self.write_mode is WriteMode.EXCLUSIVE
                 and self.writer is None and not self._held(session)):
             self.writer = session_id
-        self._tell(session_id, self._situation(session_id))
+        situation = self._situation(session_id)
+        if situation is not None:
+            self._tell(session_id, situation)
         self._announce_released(released)
         return replay
 
@@ -527,7 +529,8 @@ class ConsoleMux:
                 self._tell(session_id, f"the observer ({session.moderation.observer}) left: "
                                        "input is held until one is attached again")
 
-    def _situation(self, session_id: str) -> str:
+    def _situation(self, session_id: str) -> str | None:
+        """What a newcomer must know beyond "connected": None on a plain shared console."""
         session = self._sessions[session_id]
         if self._held(session):
             assert session.moderation is not None
@@ -536,13 +539,13 @@ class ConsoleMux:
         if self.backend_down:
             return f"console connection lost ({self._lost_reason}); reconnecting"
         if not session.privileges.interact:
-            return "you are watching (view-only)"
+            return None
         if self.write_mode is WriteMode.EXCLUSIVE and not self.sharing:
             if self.writer == session_id:
                 return "exclusive console: you have the keyboard"
             holder = self._sessions[self.writer].user if self.writer else "nobody"
             return f"exclusive console: {holder} has the keyboard; you are watching"
-        return "shared console: everyone with interact may type"
+        return None
 
     def _tell(self, session_id: str, text: str) -> None:
         self._events.append(Notice(text, (session_id,)))
