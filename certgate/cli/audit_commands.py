@@ -128,7 +128,8 @@ def verify(app: AppContext, as_json: bool) -> None:
     if not logs.intact:
         fail("; ".join(logs.problems))
     click.echo(report.summary())
-    click.echo(logs.summary())
+    if logs.segments_checked:
+        click.echo(logs.summary())
 
 
 @audit_group.command("checkpoint")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, open_console
-from certgate.consoles.errors import ConsoleClosed, ConsoleError
+from certgate.consoles.errors import ConsoleClosed, ConsoleError, ConsoleUnavailable
 from certgate.consoles.keeper import Backoff
 from certgate.consoles.mux import (
     DEFAULT_MAX_LAG,
@@ -235,6 +235,7 @@ class ConsoleHub:
         self._private: dict[str, _Channel] = {}
         self._lock = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
+        self._unavailable = f"vm console {target}: not connected yet"
         self.connected = asyncio.Event()
         """Set while a kept console's backend is connected (tests and the demo wait on it)."""
 
@@ -278,8 +279,9 @@ class ConsoleHub:
         cols: int = 80,
         rows: int = 24,
     ) -> Attachment:
-        """Join the console; the first attach opens an on-demand backend (may raise
-        ConsoleUnavailable). A kept console accepts attaches while it reconnects."""
+        """Join the console; the first attach opens an on-demand backend. Raises
+        ConsoleUnavailable when the backend cannot be opened, or a kept one is away (sessions
+        already attached stay through a reconnection and are told)."""
         privileges = Privileges(interact=can_interact, send_break=can_break, force=can_force)
         async with self._lock:
             if session_id in self.session_ids:
@@ -291,6 +293,8 @@ class ConsoleHub:
                 if self._shared is None:
                     self._shared = await self._open_channel(cols, rows)
                 channel = self._shared
+                if channel.connection is None:  # kept, and away right now
+                    raise ConsoleUnavailable(self._unavailable)
             replay = channel.mux.attach(session_id, privileges, user=user, tags=tags,
                                         moderation=moderation)
             attachment = Attachment(channel, session_id, privileges)
@@ -443,6 +447,7 @@ class ConsoleHub:
             try:
                 connection = await self._connect(*(channel.mux.window_size or (80, 24)))
             except ConsoleError as exc:
+                self._unavailable = str(exc)
                 if first:
                     self._note(f"console unavailable: {exc}; retrying")
                     lost_at, lost_reason, first = time.monotonic(), str(exc), False
@@ -478,6 +483,7 @@ class ConsoleHub:
                 with contextlib.suppress(Exception):
                     await connection.close()
             lost_at = time.monotonic()
+            self._unavailable = f"{lost_reason} (reconnecting)"
             self._note(f"console connection lost: {lost_reason}; reconnecting")
             channel.mux.backend_lost(lost_reason)
             self._dispatch(channel)

@@ -8,8 +8,12 @@ went away together (a host reboot) so they do not reconnect in lockstep.
 
 from __future__ import annotations
 
+import enum
 import random
 from dataclasses import dataclass, field
+
+from certgate.consoles.errors import ConsoleError
+from certgate.consoles.uri import ConsoleTarget, TcpConsole, UnixSocketConsole
 
 
 @dataclass
@@ -34,3 +38,36 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+class KeepMode(enum.StrEnum):
+    """Whether the gateway holds a VM's console while nobody is attached."""
+
+    ALWAYS = "always"
+    ON_DEMAND = "on-demand"
+
+
+def default_keep(target: ConsoleTarget) -> KeepMode:
+    """Serial sockets are kept; ``exec:`` and ``ssh://`` consoles are opened on demand."""
+    return KeepMode.ALWAYS if isinstance(target, UnixSocketConsole | TcpConsole) else (
+        KeepMode.ON_DEMAND)
+
+
+def keep_mode(target: ConsoleTarget, stored: str | None) -> KeepMode:
+    """The mode in force for a VM: the stored choice, else the default for its console."""
+    if stored is None:
+        return default_keep(target)
+    return check_keep(target, stored)
+
+
+def check_keep(target: ConsoleTarget, value: str) -> KeepMode:
+    """Validate ``--keep`` for a console; raises ConsoleError with a one-line reason."""
+    try:
+        mode = KeepMode(value)
+    except ValueError:
+        raise ConsoleError(f"--keep must be always or on-demand, not {value!r}") from None
+    if mode is KeepMode.ALWAYS and not isinstance(target, UnixSocketConsole | TcpConsole):
+        raise ConsoleError(
+            f"console {target} cannot be kept: only unix: and tcp: consoles can "
+            "(exec: and ssh:// consoles are opened on demand)")
+    return mode

@@ -10,14 +10,18 @@ from certgate.policy.evaluate import (
     RequestContext,
     Subject,
     VMInfo,
+    console_write_mode,
     decide,
     reachable_vms,
+    subject_tags,
 )
 from certgate.policy.loader import load_policy, normalize_policy_text, policy_fingerprint
 from certgate.policy.model import (
     ALL_PRIVILEGES,
     BREAK,
+    FORCE,
     INTERACT,
+    LOG,
     VIEW,
     Policy,
     Privilege,
@@ -29,7 +33,9 @@ from certgate.policy.model import (
 __all__ = [
     "ALL_PRIVILEGES",
     "BREAK",
+    "FORCE",
     "INTERACT",
+    "LOG",
     "VIEW",
     "Decision",
     "Policy",
@@ -41,10 +47,12 @@ __all__ = [
     "Subject",
     "TimeWindow",
     "VMInfo",
+    "console_write_mode",
     "decide",
     "dump_policy",
     "load_policy",
     "normalize_policy_text",
     "policy_fingerprint",
     "reachable_vms",
+    "subject_tags",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from console_testing import run
 from test_console_hub import FakeConsole, next_chunk
 
@@ -129,18 +131,19 @@ def test_keeper_reconnects_after_the_vm_goes_away_and_notes_the_gap():
     run(body())
 
 
-def test_a_vm_down_at_start_is_kept_trying_and_sessions_may_wait_on_it():
+def test_a_vm_down_at_start_is_kept_trying_and_attaches_are_refused_meanwhile():
     async def body():
         opener, console_log, gaps = FlakyOpener(), MemoryLog(), []
         opener.down = True
         hub = kept_hub(opener, console_log, gaps)
         await hub.start_keeping()
         await opener.wait_refused(3)
-        alice = await hub.attach("alice", can_interact=True, user="alice")
-        assert (await asyncio.wait_for(anext(alice), 5)).startswith(
-            b"\r\n[certgate: console connection lost (")
+        with pytest.raises(ConsoleUnavailable, match="connection refused"):
+            await hub.attach("alice", can_interact=True, user="alice")
         opener.down = False
         backend = await opener.wait_opened(1)
+        await hub.connected.wait()
+        alice = await hub.attach("alice", can_interact=True, user="alice")
         backend.output.put_nowait(b"login: ")
         assert await next_chunk(alice) == b"login: "
         assert console_log.notes[0].startswith("console unavailable: ")

@@ -7,7 +7,6 @@ import pytest
 
 from ca.attributes import AttributeSet, ClearanceLevel
 from certgate.policy import (
-    ALL_PRIVILEGES,
     BREAK,
     INTERACT,
     VIEW,
@@ -73,7 +72,7 @@ def test_interact_implies_view() -> None:
 def test_break_implies_interact_and_view() -> None:
     rules = OPERATORS.replace("[console.interact]", "[console.break]")
     decision = decide(policy(rules), holder(roles=("operator",)), LAB_VM, CONTEXT)
-    assert decision.privileges == ALL_PRIVILEGES
+    assert decision.privileges == {VIEW, INTERACT, BREAK}
 
 
 def test_rule_naming_a_user_allows_that_identity_only() -> None:
@@ -132,7 +131,7 @@ def test_all_listed_grants_are_required() -> None:
 """
     assert not decide(policy(rules), holder(grants=("oncall",)), LAB_VM, CONTEXT).allowed
     both = holder(grants=("prod", "oncall", "other"))
-    assert decide(policy(rules), both, LAB_VM, CONTEXT).privileges == ALL_PRIVILEGES
+    assert decide(policy(rules), both, LAB_VM, CONTEXT).privileges == {VIEW, INTERACT, BREAK}
 
 
 def test_requirements_combine_principals_clearance_and_grants_with_and() -> None:
@@ -206,7 +205,7 @@ def test_privileges_of_several_allow_rules_are_unioned() -> None:
     privileges: [console.break]
 """
     decision = decide(policy(rules), holder(groups=("sre",)), LAB_VM, CONTEXT)
-    assert decision.privileges == ALL_PRIVILEGES
+    assert decision.privileges == {VIEW, INTERACT, BREAK}
     assert decision.matched_rules == ("viewers", "breakers")
 
 
