@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from ca.attributes import AttributeSet
 from ca.keys import generate_private_key
-from certgate.authority import GrantRequest, Installation
+from certgate.ca_service import GrantRequest
 from certgate.home import Home
+from certgate.installation import Installation
 from certgate.provisioning import InitOptions, create_installation
 
 PASSPHRASE = b"bench passphrase"
@@ -62,7 +63,7 @@ def installation(root: Path, database_url: str | None) -> Installation:
                         passphrase=PASSPHRASE, actor="bench")
     inst = Installation(home, actor="bench", passphrase=lambda: PASSPHRASE)
     key = generate_private_key("ed25519")
-    inst.add_user("bench", email=None, public_key=key.public_key(), days=30)
+    inst.ca.add_user("bench", email=None, public_key=key.public_key(), days=30)
     return inst
 
 
@@ -74,9 +75,9 @@ def timed(count: int, run: Callable[[], None]) -> float:
 
 def measure(inst: Installation, backend: str, count: int, profile: bool) -> list[Result]:
     with inst.database.read() as session:
-        holder = x509.load_der_x509_certificate(inst.current_identity(session, "bench").der)
-    issuer = inst.ac_issuer
-    inst.grant("bench", ATTRIBUTES, valid_for=VALID_FOR, targets=TARGETS)  # warm up
+        holder = x509.load_der_x509_certificate(inst.ca.current_identity(session, "bench").der)
+    issuer = inst.ca.ac_issuer
+    inst.ca.grant("bench", ATTRIBUTES, valid_for=VALID_FOR, targets=TARGETS)  # warm up
 
     def baseline() -> None:
         start = datetime.now(UTC).replace(microsecond=0)
@@ -86,10 +87,10 @@ def measure(inst: Installation, backend: str, count: int, profile: bool) -> list
 
     def one_per_transaction() -> None:
         for _ in range(count):
-            inst.grant("bench", ATTRIBUTES, valid_for=VALID_FOR, targets=TARGETS)
+            inst.ca.grant("bench", ATTRIBUTES, valid_for=VALID_FOR, targets=TARGETS)
 
     def one_transaction() -> None:
-        inst.grant_many([GrantRequest("bench", ATTRIBUTES, VALID_FOR, TARGETS)] * count)
+        inst.ca.grant_many([GrantRequest("bench", ATTRIBUTES, VALID_FOR, TARGETS)] * count)
 
     results = [Result(backend, "sign only (AttributeCertificateIssuer.issue)", count,
                       timed(count, baseline))]

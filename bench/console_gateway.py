@@ -40,10 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ca import keys  # noqa: E402
-from certgate.authority import Installation  # noqa: E402
 from certgate.fleet import add_vm, apply_policy  # noqa: E402
 from certgate.home import Home  # noqa: E402
-from certgate.provisioning import InitOptions, create_installation  # noqa: E402
+from certgate.installation import Installation  # noqa: E402
+from certgate.provisioning import (  # noqa: E402
+    InitOptions,
+    create_installation,
+    known_hosts_line,
+)
 
 PASSPHRASE = b"benchmark passphrase"
 BANNER = b"\x06"
@@ -227,15 +231,13 @@ def certgate_path(work: Path, console: ConsoleServer, user_key: Path) -> Iterato
                         passphrase=PASSPHRASE, actor="bench")
     inst = Installation(home, actor="bench", passphrase=lambda: PASSPHRASE)
     try:
-        inst.add_user("bench", email=None, days=1,
+        inst.ca.add_user("bench", email=None, days=1,
                       public_key=keys.load_public_key(Path(f"{user_key}.pub").read_bytes()))
         add_vm(inst, "banner", f"unix:{console.banner_path}", {})
         add_vm(inst, "bulk", f"unix:{console.bulk_path}", {})
         apply_policy(inst, POLICY, "bench.yaml")
-        from certgate.cli.ca_commands import known_hosts_line
-
         known_hosts = work / "certgate_known_hosts"
-        known_hosts.write_text(known_hosts_line(inst) + "\n")
+        known_hosts.write_text(known_hosts_line(home, inst.config) + "\n")
     finally:
         inst.close()
     env = {**os.environ, "CERTGATE_HOME": str(home.root),

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from ca import keys, ssh_certs
 from ca.serials import format_serial
 from certgate.audit.log import append_in
-from certgate.authority import Installation
 from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
+from certgate.installation import Installation
 from certgate.policy import (
     Decision,
     Policy,
@@ -103,7 +103,7 @@ def check_policy(
 
     access = AccessService(inst)
     with inst.database.read() as session:
-        identity_row = inst.current_identity(session, user)
+        identity_row = inst.ca.current_identity(session, user)
         vm = repo.get_vm(session, vm_name)
     identity = Identity(user, identity_row.serial, identity_row.not_after,
                         Credential("key", identity_row.key_fingerprint or "", "-"))
@@ -123,7 +123,7 @@ def issue_ssh_certificate(
         raise CertgateError("--valid must be positive and at most 7d (short-lived by design)")
     ca_key = keys.read_private_key(inst.home.ssh_ca_key, inst.passphrase())
     with inst.admin_write() as session:
-        identity = inst.current_identity(session, user)
+        identity = inst.ca.current_identity(session, user)
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         end = min(start + valid_for, identity.not_after)
         serial = ssh_certs.new_ssh_serial()

@@ -56,6 +56,16 @@ def host_names(options: InitOptions) -> list[str]:
     return list(dict.fromkeys(n for n in names if n and n != "0.0.0.0"))
 
 
+def known_hosts_line(home: Home, config: HomeConfig) -> str:
+    """``@cert-authority`` for the names the host certificate carries, on the gateway port."""
+    port = config.listen_port
+    names = host_names(InitOptions(gateway_name=config.gateway_name,
+                                   listen_host=config.listen_host))
+    patterns = ",".join(n if port == 22 else f"[{n}]:{port}" for n in names)
+    ca_line = " ".join(home.ssh_ca_pub.read_text("ascii").split()[:2])
+    return f"@cert-authority {patterns} {ca_line}"
+
+
 def create_installation(
     home: Home, options: InitOptions, *, passphrase: bytes | None, actor: str
 ) -> InitResult:

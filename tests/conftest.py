@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pg import PostgresCluster, PostgresUnavailable, start_cluster
 
-from certgate.authority import Installation
 from certgate.home import Home
+from certgate.installation import Installation
 from certgate.provisioning import InitOptions, create_installation
 
 TEST_PASSPHRASE = b"correct horse battery staple"

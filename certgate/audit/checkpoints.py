@@ -30,7 +30,7 @@ from certgate.store.database import Database
 from certgate.store.schema import AuditCheckpointRow
 
 if TYPE_CHECKING:
-    from certgate.authority import Installation
+    from certgate.installation import Installation
 
 CHECKPOINT_FORMAT = "certgate-audit-checkpoint/1"
 

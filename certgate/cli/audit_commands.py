@@ -21,11 +21,11 @@ from certgate.audit.replay import SKIP_IDLE_SECONDS, plan, play, read_cast
 from certgate.audit.retention import prune_before
 from certgate.audit.sessions import find_session, list_sessions
 from certgate.audit.verification import verify_chain
-from certgate.authority import Installation
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.consolelog.anchoring import verify_console_logs
 from certgate.errors import AuditError, CertgateError
-from certgate.store.schema import AuditHeadRow
+from certgate.installation import Installation
+from certgate.store import repositories as repo
 
 PROGRESS_THRESHOLD = 10_000
 PAGER_THRESHOLD = 40
@@ -98,8 +98,7 @@ def verify(app: AppContext, as_json: bool) -> None:
     inst = app.installation()
     verifier = _verifier(inst)
     with inst.database.read() as session:
-        head = session.get(AuditHeadRow, 1)
-        total = (head.seq - head.base_seq) if head else 0
+        total = repo.audit_entry_count(session)
     bar: AbstractContextManager[Any] = (
         click.progressbar(length=total, label="verifying", file=sys.stderr)
         if _show_progress(total) else nullcontext(None))

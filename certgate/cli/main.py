@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 import click
 
 from ca.errors import CAError
-from certgate.authority import Installation
 from certgate.errors import AuditError, CertgateError, StoreError
 from certgate.home import Home
+from certgate.installation import Installation
 
 EXIT_ERROR = 1
 EXIT_INVALID = 2
@@ -137,11 +137,34 @@ def register(*modules: Callable[[click.Group], None]) -> None:
         add(cli)
 
 
-def main() -> None:
-    from certgate.cli import audit_commands, ca_commands, gateway_commands
+def register_all() -> click.Group:
+    """Add every command group to ``certgate`` (once) and return it."""
+    from certgate.cli import (
+        attr_commands,
+        audit_commands,
+        ca_commands,
+        db_commands,
+        init_commands,
+        policy_commands,
+        revoke_commands,
+        serve_commands,
+        ssh_cert_commands,
+        user_commands,
+        vm_commands,
+    )
 
-    register(ca_commands.add_commands, audit_commands.add_commands,
-             gateway_commands.add_commands)
+    if not cli.commands:
+        register(init_commands.add_commands, ca_commands.add_commands,
+                 user_commands.add_commands, attr_commands.add_commands,
+                 revoke_commands.add_commands, db_commands.add_commands,
+                 vm_commands.add_commands, policy_commands.add_commands,
+                 ssh_cert_commands.add_commands, serve_commands.add_commands,
+                 audit_commands.add_commands)
+    return cli
+
+
+def main() -> None:
+    register_all()
     try:
         cli.main(prog_name="certgate", standalone_mode=True)
     except KeyboardInterrupt:

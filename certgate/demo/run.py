@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.serialization import (
 
 from ca import keys
 from ca.attributes import parse_attribute_assignments
-from certgate.authority import Installation
 from certgate.demo.simulated import SimulatedConsole
 from certgate.errors import ConflictError
 from certgate.fleet import add_vm, apply_policy
 from certgate.gateway.server import Gateway, ServeOptions, wait_for_termination
 from certgate.home import Home
-from certgate.provisioning import InitOptions, create_installation
+from certgate.installation import Installation
+from certgate.provisioning import InitOptions, create_installation, known_hosts_line
 
 MARKER = ".certgate-demo"
 
@@ -99,16 +99,14 @@ def populate(home: Home, port: int, console_uri: str) -> tuple[Installation, lis
     ]
     for user in users:
         _, public = _write_user_key(users_dir, user.name)
-        inst.add_user(user.name, email=f"{user.name}@example.invalid", public_key=public,
+        inst.ca.add_user(user.name, email=f"{user.name}@example.invalid", public_key=public,
                       days=30)
-        inst.grant(user.name, parse_attribute_assignments(list(user.attributes)),
+        inst.ca.grant(user.name, parse_attribute_assignments(list(user.attributes)),
                    valid_for=timedelta(hours=12))
     add_vm(inst, "vm01", console_uri, {"env": "demo"})
     (home.root / "policy.yaml").write_text(DEMO_POLICY)
     apply_policy(inst, DEMO_POLICY, "policy.yaml")
-    from certgate.cli.ca_commands import known_hosts_line
-
-    (home.root / "known_hosts").write_text(known_hosts_line(inst) + "\n")
+    (home.root / "known_hosts").write_text(known_hosts_line(home, inst.config) + "\n")
     return inst, users
 
 

@@ -24,8 +24,8 @@ from ca.attributes import AttributeSet, ClearanceLevel
 from ca.errors import CAError, VerificationError
 from ca.serials import format_serial, parse_serial
 from ca.verify import verify_attribute_certificate, verify_identity_certificate
-from certgate.authority import Installation
 from certgate.errors import CertgateError
+from certgate.installation import Installation
 from certgate.policy import (
     Decision,
     Policy,

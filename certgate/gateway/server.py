@@ -27,7 +27,6 @@ from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
 from certgate.audit.writer import AuditWriter
-from certgate.authority import Installation
 from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub
 from certgate.consoles.uri import parse_console_uri
@@ -40,6 +39,7 @@ from certgate.gateway.session import (
     run_console_session,
     wants_interaction,
 )
+from certgate.installation import Installation
 from certgate.policy.model import sorted_privileges
 
 log = logging.getLogger(__name__)

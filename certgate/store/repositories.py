@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from certgate.errors import ConflictError, NotFoundError
 from certgate.store.schema import (
+    AuditHeadRow,
     CertificateRow,
     CrlCounterRow,
     PolicyVersionRow,
@@ -400,8 +401,24 @@ def add_policy_version(
     return _policy(row)
 
 
+def policy_version(session: Session, version: int) -> PolicyVersion | None:
+    row = session.execute(
+        select(PolicyVersionRow).where(PolicyVersionRow.version == version)
+    ).scalar_one_or_none()
+    return _policy(row) if row else None
+
+
 def current_policy(session: Session) -> PolicyVersion | None:
     row = session.execute(
         select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(1)
     ).scalar_one_or_none()
     return _policy(row) if row else None
+
+
+# -- audit ------------------------------------------------------------------------------------
+
+
+def audit_entry_count(session: Session) -> int:
+    """How many entries the chain holds now (after pruning), from its head row."""
+    head = session.get(AuditHeadRow, 1)
+    return (head.seq - head.base_seq) if head else 0

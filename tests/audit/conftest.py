@@ -10,7 +10,7 @@ from cryptography import x509
 
 from certgate.audit.checkpoints import CheckpointSigner, CheckpointVerifier, load_signer
 from certgate.audit.verification import VerificationReport, verify_chain
-from certgate.authority import Installation
+from certgate.installation import Installation
 
 
 @pytest.fixture

@@ -15,13 +15,12 @@ from sqlalchemy import update
 
 from certgate.audit.recording import AsciicastWriter, recording_path
 from certgate.audit.sessions import end_session, start_session
-from certgate.authority import Installation
-from certgate.cli import audit_commands, ca_commands
-from certgate.cli.main import cli, register
+from certgate.cli.main import register_all
 from certgate.home import PASSPHRASE_ENV, Home
+from certgate.installation import Installation
 from certgate.store.schema import AuditEventRow
 
-register(ca_commands.add_commands, audit_commands.add_commands)
+cli = register_all()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import AuditLog
 from certgate.audit.verification import VerificationReport
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
 

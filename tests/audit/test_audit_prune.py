@@ -14,8 +14,8 @@ from certgate.audit.checkpoints import CheckpointSigner, CheckpointVerifier
 from certgate.audit.retention import prune_before
 from certgate.audit.sessions import start_session
 from certgate.audit.verification import VerificationReport
-from certgate.authority import Installation
 from certgate.errors import AuditError
+from certgate.installation import Installation
 from certgate.store.schema import AuditEventRow, AuditHeadRow
 
 Verify = Callable[[], VerificationReport]

@@ -19,8 +19,8 @@ from certgate.audit.sessions import (
     start_session,
 )
 from certgate.audit.verification import VerificationReport
-from certgate.authority import Installation
 from certgate.errors import ConflictError, NotFoundError
+from certgate.installation import Installation
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
 

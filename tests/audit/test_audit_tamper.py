@@ -12,7 +12,7 @@ from certgate.audit.chain import AuditEvent, link
 from certgate.audit.checkpoints import CheckpointSigner
 from certgate.audit.log import entry_from_row
 from certgate.audit.verification import VerificationReport
-from certgate.authority import Installation
+from certgate.installation import Installation
 from certgate.store.schema import AuditCheckpointRow, AuditEventRow, AuditHeadRow
 
 Verify = Callable[[], VerificationReport]

@@ -10,8 +10,8 @@ import pytest
 from certgate.audit.chain import AuditEvent, ChainEntry
 from certgate.audit.verification import VerificationReport
 from certgate.audit.writer import AuditWriter
-from certgate.authority import Installation
 from certgate.errors import AuditError
+from certgate.installation import Installation
 
 
 def test_concurrent_appends_are_committed_in_few_batches(

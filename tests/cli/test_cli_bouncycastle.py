@@ -12,7 +12,7 @@ from bouncycastle import MISSING, SKIP_REASON, compile_peer, run_peer
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import keys
-from certgate.authority import Installation
+from certgate.installation import Installation
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason=SKIP_REASON)]
 
@@ -31,10 +31,10 @@ def test_an_ac_built_by_bouncycastle_with_our_aa_key_passes_attr_verify(
     installation: Installation, tmp_path: Path
 ) -> None:
     user_key = keys.generate_private_key("ed25519")
-    issued = installation.add_user("alice", email=None, public_key=user_key.public_key(),
+    issued = installation.ca.add_user("alice", email=None, public_key=user_key.public_key(),
                                    days=1)
     aa_key_pem = tmp_path / "aa-key.pem"  # BouncyCastle's peer reads an unencrypted PKCS#8
-    keys.write_private_key(aa_key_pem, installation.aa_key, None)
+    keys.write_private_key(aa_key_pem, installation.ca.aa_key, None)
     aa_pem = tmp_path / "aa.pem"
     aa_pem.write_bytes(installation.aa_certificate.public_bytes(Encoding.PEM))
     holder_pem = tmp_path / "holder.pem"

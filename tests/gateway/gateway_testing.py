@@ -28,9 +28,9 @@ from click.testing import CliRunner
 from ca import keys
 from certgate.audit.chain import ChainEntry
 from certgate.audit.log import AuditLog
-from certgate.authority import Installation
 from certgate.fleet import add_vm, apply_policy
 from certgate.home import Home
+from certgate.installation import Installation
 from certgate.provisioning import InitOptions, create_installation
 
 TEST_PASSPHRASE = b"correct horse battery staple"
@@ -115,13 +115,9 @@ class Gateway:
 
     def cli(self, *args: str) -> tuple[int, str]:
         """Run a ``certgate`` command in-process against this installation."""
-        from certgate.cli import audit_commands, ca_commands, gateway_commands
-        from certgate.cli.main import cli, register
+        from certgate.cli.main import register_all
 
-        if "serve" not in cli.commands:
-            register(ca_commands.add_commands, audit_commands.add_commands,
-                     gateway_commands.add_commands)
-        result = CliRunner().invoke(cli, list(args), env=self.process.env)
+        result = CliRunner().invoke(register_all(), list(args), env=self.process.env)
         return result.exit_code, result.output
 
     def add_user(self, name: str, *attributes: str, valid: str = "1h",
@@ -130,7 +126,7 @@ class Gateway:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
                         "-f", str(key)], check=True)
         public_key = keys.load_public_key((key.parent / f"{key.name}.pub").read_bytes())
-        issued = self.inst.add_user(name, email=None, public_key=public_key, days=1)
+        issued = self.inst.ca.add_user(name, email=None, public_key=public_key, days=1)
         user = User(name, key, issued.serial)
         if attributes:
             user.ac_serials.append(self.grant(name, *attributes, valid=valid, targets=targets))

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 def _x509_user(gateway: Gateway, name: str) -> tuple[Path, Path, str]:
     private = keys.generate_private_key("ecdsa-p256")
-    issued = gateway.inst.add_user(name, email=f"{name}@example.invalid",
+    issued = gateway.inst.ca.add_user(name, email=f"{name}@example.invalid",
                                    public_key=private.public_key(), days=1)
     key_path = gateway.workdir / f"{name}.x509.key"
     key_path.write_bytes(private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,

@@ -1,4 +1,4 @@
-"""The CA of one installation: ``ca/`` builders and verifiers bound to the store and audit log.
+"""The CA service of one installation: ``ca/`` builders and verifiers bound to store and audit.
 
 Every operation that issues or revokes writes its certificate row and its audit event in one
 transaction, so there is never an issued certificate without a record of who issued it.
@@ -7,13 +7,11 @@ Signing keys are loaded only for operations that sign, and only once per process
 
 from __future__ import annotations
 
-import getpass
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -25,25 +23,15 @@ from ca.attributes import AttributeSet
 from ca.errors import VerificationError
 from ca.serials import format_serial, new_serial, parse_serial
 from certgate.audit.chain import AuditEvent
-from certgate.audit.log import AuditLog, append_in, lock_head
+from certgate.audit.log import append_in
 from certgate.errors import CertgateError
-from certgate.home import Home, HomeConfig, read_passphrase
 from certgate.store import repositories as repo
-from certgate.store.database import Database
+
+if TYPE_CHECKING:
+    from certgate.installation import Installation
 
 SHORT_LIVED = timedelta(hours=24)
 """ACs valid at most this long carry noRevAvail instead of a CRL distribution point."""
-
-
-def cli_actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
-
-
-def load_certificate(path: Any) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
 
 
 @dataclass(frozen=True)
@@ -81,54 +69,35 @@ class AttributeCheck:
         return self.error is None
 
 
-class Installation:
-    """An opened home: config, database, audit log and (lazily) the CA's signing keys."""
+class CAService:
+    """Issues and revokes the certificates of one installation."""
 
-    def __init__(
-        self,
-        home: Home,
-        *,
-        actor: str | None = None,
-        passphrase: Callable[[], bytes] = read_passphrase,
-        database: Database | None = None,
-    ) -> None:
-        home.require()
-        self.home = home
-        self.config: HomeConfig = home.config()
-        self.database = database or Database(home.database_url())
-        self.audit = AuditLog(self.database)
-        self.actor = actor or cli_actor()
-        self._passphrase_source = passphrase
-        self._passphrase: bytes | None = None
+    def __init__(self, installation: Installation) -> None:
+        self.installation = installation
+        self.database = installation.database
+        self.config = installation.config
         self._holder_cache: dict[bytes, x509.Certificate] = {}
 
-    def close(self) -> None:
-        self.database.dispose()
+    def _event(self, event_type: str, **fields: Any) -> AuditEvent:
+        return self.installation.event(event_type, **fields)
 
-    # -- key material --------------------------------------------------------------------------
-
-    def passphrase(self) -> bytes | None:
-        if not self.config.encrypted_keys:
-            return None
-        if self._passphrase is None:
-            self._passphrase = self._passphrase_source()
-        return self._passphrase
-
-    @cached_property
+    @property
     def root_certificate(self) -> x509.Certificate:
-        return load_certificate(self.home.root_cert)
+        return self.installation.root_certificate
 
-    @cached_property
+    @property
     def aa_certificate(self) -> x509.Certificate:
-        return load_certificate(self.home.aa_cert)
+        return self.installation.aa_certificate
 
     @cached_property
     def root_key(self) -> keys.PrivateKey:
-        return keys.read_private_key(self.home.root_key, self.passphrase())
+        return keys.read_private_key(self.installation.home.root_key,
+                                     self.installation.passphrase())
 
     @cached_property
     def aa_key(self) -> keys.PrivateKey:
-        return keys.read_private_key(self.home.aa_key, self.passphrase())
+        return keys.read_private_key(self.installation.home.aa_key,
+                                     self.installation.passphrase())
 
     @cached_property
     def ac_issuer(self) -> attribute_issuer.AttributeCertificateIssuer:
@@ -137,30 +106,6 @@ class Installation:
             self.aa_key,
             gateway_name=self.config.gateway_name,
             crl_url=self.config.crl_url,
-        )
-
-    # -- units of work -------------------------------------------------------------------------
-
-    @contextmanager
-    def admin_write(self) -> Iterator[Session]:
-        """A write transaction that first takes the audit head lock.
-
-        Taking the one lock up front serialises admin operations across processes (on
-        PostgreSQL too), so policy versions and CRL numbers never race.
-        """
-        with self.database.write() as session:
-            lock_head(session)
-            yield session
-
-    def event(self, event_type: str, **fields: Any) -> AuditEvent:
-        return AuditEvent(event_type=event_type, actor=self.actor, **fields)
-
-    def record_failure(
-        self, event_type: str, message: str, *, details: dict[str, Any] | None = None
-    ) -> None:
-        """Audit a refused admin operation; the refusal itself must not be lost."""
-        self.audit.record(
-            self.event(event_type, outcome="error", details={**(details or {}), "error": message})
         )
 
     # -- users and identity certificates ------------------------------------------------------
@@ -193,7 +138,7 @@ class Installation:
             not_after=start + timedelta(days=days),
         )
         serial = format_serial(cert.serial_number)
-        with self.admin_write() as session:
+        with self.installation.admin_write() as session:
             user = repo.add_user(session, name, email)
             repo.add_certificate(
                 session,
@@ -208,7 +153,7 @@ class Installation:
             )
             append_in(
                 session,
-                [self.event("user.add", outcome="ok", user=name, serial=serial,
+                [self._event("user.add", outcome="ok", user=name, serial=serial,
                             details={"email": email, "key": keys.spki_sha256(public_key),
                                      "not_after": cert.not_valid_after_utc.isoformat()})],
             )
@@ -247,7 +192,7 @@ class Installation:
                 raise CertgateError("--valid must be a positive duration")
         issued: list[repo.IssuedCertificate] = []
         events: list[AuditEvent] = []
-        with self.admin_write() as session:
+        with self.installation.admin_write() as session:
             start = datetime.now(UTC).replace(microsecond=0)
             holders: dict[str, repo.IssuedCertificate] = {}
             for request in requests:
@@ -309,7 +254,7 @@ class Installation:
             attributes=attributes,
             targets=list(request.targets),
         )
-        event = self.event(
+        event = self._event(
             "attr.grant", outcome="ok", user=request.user, serial=serial,
             details={"attributes": attributes, "targets": list(request.targets),
                      "holder": holder_row.serial, "not_after": not_after.isoformat()},
@@ -367,7 +312,7 @@ class Installation:
     def revoke(self, serial_text: str, *, reason: str) -> repo.IssuedCertificate:
         serial = format_serial(parse_serial(serial_text))
         revocation.parse_reason(reason)
-        with self.admin_write() as session:
+        with self.installation.admin_write() as session:
             revoked = repo.revoke_certificate(
                 session, serial, reason=reason, at=datetime.now(UTC).replace(microsecond=0)
             )
@@ -379,7 +324,7 @@ class Installation:
                 ]
             append_in(
                 session,
-                [self.event("cert.revoke", outcome="ok", user=revoked.user, serial=serial,
+                [self._event("cert.revoke", outcome="ok", user=revoked.user, serial=serial,
                             details={"kind": revoked.kind, "reason": reason,
                                      "bound_attribute_certificates": dependants})],
             )
@@ -389,7 +334,7 @@ class Installation:
         """A fresh identity CRL (signed by the root) and attribute CRL (signed by the AA)."""
         now = datetime.now(UTC).replace(microsecond=0)
         lists = []
-        with self.admin_write() as session:
+        with self.installation.admin_write() as session:
             for name, kinds, cert, key, is_ac in (
                 ("identity", [repo.IDENTITY, repo.SSH], self.root_certificate,
                  self.root_key, False),
@@ -410,7 +355,7 @@ class Installation:
                         next_update=now + timedelta(days=7), attribute_certificates=is_ac,
                     )
                 )
-                append_in(session, [self.event("crl.issue", outcome="ok",
+                append_in(session, [self._event("crl.issue", outcome="ok",
                                                details={"list": name, "number": number,
                                                         "entries": len(entries)})])
         return lists[0], lists[1]

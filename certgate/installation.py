@@ -1,0 +1,105 @@
+"""An opened installation: the wiring of home, config, database and audit log.
+
+Everything that acts on an installation (the CA service, the access core, the gateway, the
+CLI) starts from one of these. It holds no signing keys itself: the CA service
+(``certgate.ca_service``) loads them, and only for operations that sign.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from certgate.audit.chain import AuditEvent
+from certgate.audit.log import AuditLog, lock_head
+from certgate.ca_service import CAService
+from certgate.home import Home, HomeConfig, read_passphrase
+from certgate.store.database import Database
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+class Installation:
+    """An opened home: config, database, audit log, trust anchors and the acting person."""
+
+    def __init__(
+        self,
+        home: Home,
+        *,
+        actor: str | None = None,
+        passphrase: Callable[[], bytes] = read_passphrase,
+        database: Database | None = None,
+    ) -> None:
+        home.require()
+        self.home = home
+        self.config: HomeConfig = home.config()
+        self.database = database or Database(home.database_url())
+        self.audit = AuditLog(self.database)
+        self.actor = actor or cli_actor()
+        self._passphrase_source = passphrase
+        self._passphrase: bytes | None = None
+
+    def close(self) -> None:
+        self.database.dispose()
+
+    # -- key material --------------------------------------------------------------------------
+
+    def passphrase(self) -> bytes | None:
+        if not self.config.encrypted_keys:
+            return None
+        if self._passphrase is None:
+            self._passphrase = self._passphrase_source()
+        return self._passphrase
+
+    @cached_property
+    def root_certificate(self) -> x509.Certificate:
+        return load_certificate(self.home.root_cert)
+
+    @cached_property
+    def aa_certificate(self) -> x509.Certificate:
+        return load_certificate(self.home.aa_cert)
+
+    @cached_property
+    def ca(self) -> CAService:
+        """Issuing and revoking for this installation (keys are loaded on first signature)."""
+        return CAService(self)
+
+    # -- units of work -------------------------------------------------------------------------
+
+    @contextmanager
+    def admin_write(self) -> Iterator[Session]:
+        """A write transaction that first takes the audit head lock.
+
+        Taking the one lock up front serialises admin operations across processes (on
+        PostgreSQL too), so policy versions and CRL numbers never race.
+        """
+        with self.database.write() as session:
+            lock_head(session)
+            yield session
+
+    def event(self, event_type: str, **fields: Any) -> AuditEvent:
+        return AuditEvent(event_type=event_type, actor=self.actor, **fields)
+
+    def record_failure(
+        self, event_type: str, message: str, *, details: dict[str, Any] | None = None
+    ) -> None:
+        """Audit a refused admin operation; the refusal itself must not be lost."""
+        self.audit.record(
+            self.event(event_type, outcome="error", details={**(details or {}), "error": message})
+        )
