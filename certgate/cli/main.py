@@ -143,6 +143,7 @@ def register_all() -> click.Group:
         attr_commands,
         audit_commands,
         ca_commands,
+        console_commands,
         db_commands,
         init_commands,
         policy_commands,
@@ -159,7 +160,7 @@ def register_all() -> click.Group:
                  revoke_commands.add_commands, db_commands.add_commands,
                  vm_commands.add_commands, policy_commands.add_commands,
                  ssh_cert_commands.add_commands, serve_commands.add_commands,
-                 audit_commands.add_commands)
+                 audit_commands.add_commands, console_commands.add_commands)
     return cli
 
 

@@ -52,10 +52,15 @@ def _log_entries(database: Database, vm: str | None = None) -> Iterator[ChainEnt
     return stream_entries(database, query=query)
 
 
-def anchored_segments(database: Database, vm: str) -> set[str]:
-    """Names of this VM's segments already sealed in the audit chain."""
-    return {str(e.details.get("segment")) for e in _log_entries(database, vm)
-            if e.event_type == SEAL_EVENT}
+def anchored_segments(database: Database) -> dict[str, dict[str, str]]:
+    """Per VM, the segments already sealed in the audit chain and their SHA-256 (one scan)."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in _log_entries(database):
+        if entry.event_type == SEAL_EVENT:
+            details = entry.details
+            found.setdefault(entry.vm or "", {})[str(details.get("segment"))] = str(
+                details.get("sha256"))
+    return found
 
 
 @dataclass

@@ -19,6 +19,8 @@ from certgate.consolelog.writer import list_segments
 from certgate.errors import CertgateError
 
 MAX_EVENT_LINE = 8 * 1024 * 1024
+MAX_PATTERN = 256
+_VM_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_LINE_CHARS = 64 * 1024
 _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
@@ -41,6 +43,25 @@ def clean(text: str) -> str:
     """Terminal-safe: escape sequences removed, carriage returns dropped, controls as ``?``."""
     text = _ANSI.sub("", text).replace("\r", "")
     return _CONTROL.sub("?", text)
+
+
+def log_directory(logs_dir: Path, vm: str) -> Path:
+    """The directory of ``vm``'s log; the name must be a VM name (no path tricks)."""
+    if not _VM_NAME.fullmatch(vm) or vm in (".", ".."):
+        raise CertgateError(f"{vm!r} is not a VM name")
+    return logs_dir / vm
+
+
+def compile_pattern(text: str | None, option: str = "--grep") -> re.Pattern[str] | None:
+    """A user's search pattern: bounded in size, a one-line error when it is not a regex."""
+    if text is None:
+        return None
+    if len(text) > MAX_PATTERN:
+        raise CertgateError(f"{option}: pattern longer than {MAX_PATTERN} characters")
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise CertgateError(f"{option}: invalid pattern: {exc}") from None
 
 
 class _Segment:

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,11 @@ class ConsoleLogWriter:
         vm: str,
         settings: ConsoleLogSettings,
         *,
+        anchored: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``anchored``: segment name -> SHA-256 as sealed in the audit chain, so a restart
+        need not re-read old segments to continue the hash chain."""
         self.directory = directory
         self.vm = vm
         self.settings = settings
@@ -114,9 +117,10 @@ class ConsoleLogWriter:
         self._fd: int | None = None
         self._closed = False
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._anchored = dict(anchored or {})
         existing = list_segments(directory)
         self._index = existing[-1][0] + 1 if existing else 1
-        self._previous = file_sha256(existing[-1][1]) if existing else GENESIS_SHA256
+        self._previous = self._digest(existing[-1][1]) if existing else GENESIS_SHA256
         self._open_segment()
 
     # -- what the keeper reports ----------------------------------------------------------------
@@ -175,23 +179,27 @@ class ConsoleLogWriter:
         records, self._records = self._records, []
         return records
 
-    def recover(self, anchored: Iterable[str]) -> list[SealedSegment]:
+    def recover(self) -> list[SealedSegment]:
         """Seal records for earlier segments that were never anchored (a crash)."""
-        known = set(anchored)
         recovered = []
-        previous = GENESIS_SHA256
+        previous: Path | None = None
         for index, path in list_segments(self.directory):
-            if index == self._index:
+            if index >= self._index:
                 break
-            digest = file_sha256(path)
-            if path.name not in known:
+            if path.name not in self._anchored:
                 stat = path.stat()
-                sealed = SealedSegment(self.vm, path.name, index, digest, previous, stat.st_size,
-                                       stat.st_mtime, stat.st_mtime, recovered=True)
+                sealed = SealedSegment(
+                    self.vm, path.name, index, self._digest(path),
+                    self._digest(previous) if previous is not None else GENESIS_SHA256,
+                    stat.st_size, stat.st_mtime, stat.st_mtime, recovered=True)
+                self._anchored[path.name] = sealed.sha256
                 recovered.append(sealed)
                 self._records.append(sealed)
-            previous = digest
+            previous = path
         return recovered
+
+    def _digest(self, path: Path) -> str:
+        return self._anchored.get(path.name) or file_sha256(path)
 
     @property
     def current_path(self) -> Path:

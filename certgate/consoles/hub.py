@@ -12,7 +12,8 @@ Lifetime, per VM (``keep``):
   the backend when the gateway starts and holds it for as long as the VM is registered,
   logging everything it prints whether or not anyone watches. When the backend goes away
   (the VM restarts) sessions stay attached and are told; the keeper reconnects with
-  backoff and notes the gap in the console log and through ``on_gap`` in the audit chain.
+  backoff and notes the gap in the console log and through ``on_event`` in the audit chain
+  (``on_event`` also records forced takeovers and moderation changes).
 * **on demand**: opened on the first attach, closed when the last session detaches (what
   ``exec:`` consoles need, where holding ``virsh console`` open would lock others out).
 
@@ -29,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, open_console
 from certgate.consoles.errors import ConsoleClosed, ConsoleError, ConsoleUnavailable
@@ -54,10 +55,10 @@ from certgate.consoles.uri import ConsoleTarget, SshConsole
 log = logging.getLogger(__name__)
 
 Opener = Callable[..., Awaitable[ConsoleConnection]]
-GapReporter = Callable[[str, dict[str, Any]], Awaitable[None]]
+EventReporter = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-class ConsoleLog:
+class ConsoleLog(Protocol):
     """What the hub needs of a console log (``certgate.consolelog.writer``)."""
 
     def output(self, data: bytes) -> None: ...
@@ -214,7 +215,7 @@ class ConsoleHub:
         replay_lines: int = DEFAULT_REPLAY_LINES,
         write_mode: WriteMode = WriteMode.SHARED,
         console_log: ConsoleLog | None = None,
-        on_gap: GapReporter | None = None,
+        on_event: EventReporter | None = None,
         backoff: Backoff | None = None,
         opener: Opener = open_console,
     ) -> None:
@@ -228,7 +229,8 @@ class ConsoleHub:
         self._replay_lines = replay_lines
         self._write_mode = write_mode
         self.console_log = console_log
-        self._on_gap = on_gap
+        self._on_event = on_event
+        self._reports: set[asyncio.Task[None]] = set()
         self._backoff = backoff or Backoff()
         self._opener = opener
         self._shared: _Channel | None = None
@@ -374,6 +376,11 @@ class ConsoleHub:
         """Deliver the multiplexer's notices and carry out the ends it decided."""
         for event in channel.mux.drain_events():
             if isinstance(event, Notice):
+                if event.audit is not None and self._on_event is not None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._report(event.audit, dict(event.details)))
+                    self._reports.add(task)
+                    task.add_done_callback(self._reports.discard)
                 for session_id in event.session_ids:
                     attachment = channel.attachments.get(session_id)
                     if attachment is not None:
@@ -491,10 +498,10 @@ class ConsoleHub:
             await asyncio.sleep(self._backoff.next_delay())
 
     async def _report(self, event: str, details: dict[str, Any]) -> None:
-        if self._on_gap is None:
+        if self._on_event is None:
             return
         try:
-            await self._on_gap(event, details)
+            await self._on_event(event, details)
         except Exception as exc:  # the audit trail failing must not stop the keeper
             log.error("console %s: cannot record %s: %s", self.target, event, exc)
 

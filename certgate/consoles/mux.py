@@ -132,10 +132,16 @@ class SessionEnd:
 
 @dataclass(frozen=True)
 class Notice:
-    """One line for the listed sessions' users (never for the guest)."""
+    """One line for the listed sessions' users (never for the guest).
+
+    ``audit`` names an event the glue must record (a forced takeover, a moderation change),
+    with ``details`` saying who.
+    """
 
     text: str
     session_ids: tuple[str, ...]
+    audit: str | None = field(default=None, compare=False)
+    details: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,8 @@ class ConsoleMux:
             self.writer = session_id
         situation = self._situation(session_id)
         if situation is not None:
-            self._tell(session_id, situation)
+            self._tell(session_id, situation,
+                       audit="console.moderation.held" if self._held(session) else None)
         self._announce_released(released)
         return replay
 
@@ -327,7 +334,11 @@ class ConsoleMux:
             self.writer = session_id
             self._tell(holder, f"{session.user} took the keyboard; you are now watching")
             self._notify_all(f"{session.user} took the keyboard from "
-                             f"{self._sessions[holder].user}", skip=(holder,))
+                             f"{self._sessions[holder].user}", skip=(holder,),
+                             audit="console.keyboard.force",
+                             details={"session_id": session_id, "user": session.user,
+                                      "from_session_id": holder,
+                                      "from_user": self._sessions[holder].user})
             return None
         self.sharing = False
         self.writer = session_id
@@ -508,7 +519,7 @@ class ConsoleMux:
             session = self._sessions[session_id]
             assert session.moderation is not None
             self._tell(session_id, f"an observer ({session.moderation.observer}) is watching: "
-                                   "input is enabled")
+                                   "input is enabled", audit="console.moderation.released")
             if self.write_mode is WriteMode.EXCLUSIVE and self.writer is None:
                 self._pass_keyboard(session_id)
 
@@ -524,10 +535,14 @@ class ConsoleMux:
                 del self._sessions[session_id]
                 self._events.append(SessionEnd(session_id, EndReason.OBSERVER_LEFT.value,
                                                session.stats))
-                self._notify_all(f"{session.user} left: the required observer left")
+                self._notify_all(f"{session.user} left: the required observer left",
+                                 audit="console.moderation.ended",
+                                 details={"session_id": session_id, "user": session.user,
+                                          "observer": session.moderation.observer})
             else:
                 self._tell(session_id, f"the observer ({session.moderation.observer}) left: "
-                                       "input is held until one is attached again")
+                                       "input is held until one is attached again",
+                           audit="console.moderation.held")
 
     def _situation(self, session_id: str) -> str | None:
         """What a newcomer must know beyond "connected": None on a plain shared console."""
@@ -547,14 +562,20 @@ class ConsoleMux:
             return f"exclusive console: {holder} has the keyboard; you are watching"
         return None
 
-    def _tell(self, session_id: str, text: str) -> None:
-        self._events.append(Notice(text, (session_id,)))
+    def _tell(self, session_id: str, text: str, audit: str | None = None) -> None:
+        details = {}
+        if audit is not None:
+            session = self._sessions[session_id]
+            details = {"session_id": session_id, "user": session.user,
+                       "observer": session.moderation.observer if session.moderation else ""}
+        self._events.append(Notice(text, (session_id,), audit, details))
 
-    def _notify_all(self, text: str, skip: Iterable[str] = ()) -> None:
+    def _notify_all(self, text: str, skip: Iterable[str] = (), *, audit: str | None = None,
+                    details: dict[str, str] | None = None) -> None:
         skipped = set(skip)
         receivers = tuple(sid for sid in self._sessions if sid not in skipped)
-        if receivers:
-            self._events.append(Notice(text, receivers))
+        if receivers or audit:
+            self._events.append(Notice(text, receivers, audit, details or {}))
 
     def _notify_others(self, session_id: str, text: str) -> None:
         self._notify_all(text, skip=(session_id,))

@@ -27,11 +27,13 @@ from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
 from certgate.audit.writer import AuditWriter
+from certgate.consolelog.settings import load_settings
 from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub
-from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
 from certgate.gateway.access import AccessRefused, AccessService, Credential, Grant, Identity
+from certgate.gateway.keepers import ConsoleKeepers
+from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
 from certgate.gateway.session import (
     LiveSession,
@@ -40,7 +42,9 @@ from certgate.gateway.session import (
     wants_interaction,
 )
 from certgate.installation import Installation
+from certgate.policy import VMInfo, console_write_mode
 from certgate.policy.model import sorted_privileges
+from certgate.store import repositories as repo
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +124,7 @@ class Gateway:
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
         self.audit_writer = AuditWriter(installation.audit)
-        self.hubs: dict[str, ConsoleHub] = {}
+        self.keepers: ConsoleKeepers | None = None
         self.ssh_ca_key: asyncssh.SSHKey | None = None
         self._server: asyncssh.SSHAcceptor | None = None
         self._signer: CheckpointSigner | None = None
@@ -146,6 +150,7 @@ class Gateway:
         # Load the checkpoint signer up front: a wrong passphrase must stop start-up, not
         # surface at the first checkpoint.
         await self.audit_writer.start()
+        self.console_log_settings = load_settings(home.config_path)
         self._signer = await asyncio.to_thread(load_signer, self.installation)
         await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
         reaped = await asyncio.to_thread(
@@ -172,6 +177,12 @@ class Gateway:
             login_timeout=30,
             reuse_address=True,
         )
+        self.keepers = ConsoleKeepers(
+            self.installation, actor=self.actor, audit=self.audit_writer.append,
+            settings=self.console_log_settings, ssh_options=self._upstream,
+            write_modes_of=self._write_modes,
+        )
+        await self.keepers.start()
         self._tasks = [
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._heartbeat()),
@@ -219,8 +230,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for hub in self.hubs.values():
-            await hub.close()
+        if self.keepers is not None:
+            await self.keepers.stop()
         with contextlib.suppress(CertgateError):
             await self.audit(AuditEvent("gateway.stop", self.actor, outcome="ok"))
         await self.audit_writer.close()
@@ -233,13 +244,13 @@ class Gateway:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def _hub(self, vm_name: str, console_uri: str) -> ConsoleHub:
-        hub = self.hubs.get(vm_name)
-        target = parse_console_uri(console_uri)
-        if hub is None or hub.target != target:
-            hub = ConsoleHub(target, ssh_options=self._upstream)
-            self.hubs[vm_name] = hub
-        return hub
+    @property
+    def hubs(self) -> dict[str, ConsoleHub]:
+        return self.keepers.hubs if self.keepers is not None else {}
+
+    def _write_modes(self, vms: list[repo.VM]) -> dict[str, str]:
+        _, policy = self.access.current_policy()
+        return {vm.name: console_write_mode(policy, VMInfo(vm.name, vm.labels)) for vm in vms}
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         conn = process.channel.get_connection()
@@ -269,15 +280,26 @@ class Gateway:
         if target in INFO_TARGETS or command == "whoami":
             await self._whoami(process, identity)
             return 0
-        if command not in (None, "view"):
-            process.stdout.write(f"certgate: unknown command {command!r} (use: view, whoami)"
-                                 f"\r\n".encode())
+        log_request: LogRequest | None = None
+        if command is not None and command.split(maxsplit=1)[0] == "log":
+            try:
+                log_request = parse_log_command(command)
+            except CertgateError as exc:
+                process.stdout.write(f"certgate: {exc}\r\n".encode())
+                return 2
+        elif command not in (None, "view"):
+            process.stdout.write(f"certgate: unknown command {command!r} (use: view, log, "
+                                 f"whoami)\r\n".encode())
             return 2
         try:
             grant = await asyncio.to_thread(self.access.decide, identity, target, source)
         except AccessRefused:
             await self._list(process, identity, source, target)
             return 0 if command is None else 1
+        if log_request is not None:
+            return await serve_log(process, grant, log_request, source=source,
+                                   logs_dir=self.installation.home.console_logs_dir,
+                                   audit=self.audit, actor=self.actor)
         interactive = wants_interaction(grant, command)
         await self._audit_decision(grant, source, interactive)
         if not grant.allowed or interactive is None:
@@ -288,7 +310,8 @@ class Gateway:
                 f"certgate: access to {target} denied\r\n{lines}\r\n".encode())
             return 1
         assert grant.vm is not None
-        hub = self._hub(grant.vm.name, grant.vm.console_uri)
+        assert self.keepers is not None
+        hub = await self.keepers.hub_for(grant.vm)
         return await run_console_session(process, hub, grant, interactive=interactive,
                                          source=source, env=self.env)
 
@@ -338,8 +361,8 @@ class Gateway:
             lines.append("  (none)")
         for vm, decision in reachable:
             lines.append(f"  {vm.name:<20} {', '.join(sorted_privileges(decision.privileges))}")
-        lines.append(f"connect with: ssh -p {self.options.port} VM@<gateway>  "
-                     f"(add the command `view` to watch without typing)")
+        lines.append(f"connect with: ssh -t -p {self.options.port} VM@<gateway>  "
+                     f"(add `view` to watch without typing, `log` to read the console log)")
         process.stdout.write(("\r\n".join(lines) + "\r\n").encode())
 
     # -- background duties --------------------------------------------------------------------

@@ -9,10 +9,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 
 from cli_runner import Certgate
 
-from certgate.authority import Installation
 from certgate.consolelog.anchoring import anchored_segments, audit_event, verify_console_logs
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.consolelog.writer import ConsoleLogWriter
+from certgate.installation import Installation
 
 
 def write_log(installation: Installation, segments: int) -> Path:
@@ -32,7 +32,7 @@ def test_sealed_segments_verify_and_are_known_as_anchored(installation: Installa
     result = verify_console_logs(installation.database, logs)
     assert result.intact, result.problems
     assert result.segments_checked == 4  # three rotations and the final seal
-    assert anchored_segments(installation.database, "vm01") == {
+    assert set(anchored_segments(installation.database)["vm01"]) == {
         "00000001.cast", "00000002.cast", "00000003.cast", "00000004.cast"}
 
 

@@ -179,7 +179,7 @@ def test_a_restarted_writer_continues_the_chain_and_recovers_unanchored_segments
     first.output(b"before the crash\r\n")
     first._write_out()  # the gateway dies here: no seal
     second = writer(tmp_path, clock)
-    recovered = second.recover(anchored=[])
+    recovered = second.recover()
     assert [r.name for r in recovered] == ["00000001.cast"] and recovered[0].recovered
     assert recovered[0].sha256 == file_sha256(tmp_path / "vm01" / "00000001.cast")
     sealed = second.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from console_testing import run
 from test_console_hub import FakeConsole, next_chunk
 
@@ -73,7 +72,7 @@ def kept_hub(opener, console_log, gaps=None, **kwargs) -> ConsoleHub:
         if gaps is not None:
             gaps.append((event, details))
 
-    return ConsoleHub(SERIAL, opener=opener, console_log=console_log, on_gap=on_gap,
+    return ConsoleHub(SERIAL, opener=opener, console_log=console_log, on_event=on_gap,
                       backoff=Backoff(initial=0.01, maximum=0.05), **kwargs)
 
 
