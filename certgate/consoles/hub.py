@@ -452,7 +452,10 @@ class ConsoleHub:
         first = True
         while True:
             try:
-                connection = await self._connect(*(channel.mux.window_size or (80, 24)))
+                # An on-demand connection already open when keeping began is taken over:
+                # QEMU would queue a second one silently.
+                connection = channel.connection or await self._connect(
+                    *(channel.mux.window_size or (80, 24)))
             except ConsoleError as exc:
                 self._unavailable = str(exc)
                 if first:

@@ -194,3 +194,21 @@ def test_moderated_session_waits_for_an_observer_through_the_hub():
         await hub.close()
 
     run(body())
+
+
+def test_keeping_takes_over_an_open_on_demand_connection_without_a_second_one():
+    async def body():
+        opener, console_log = FlakyOpener(), MemoryLog()
+        hub = kept_hub(opener, console_log)
+        alice = await hub.attach("alice", can_interact=True, user="alice")
+        first = await opener.wait_opened(1)
+        await hub.start_keeping()
+        first.output.put_nowait(b"still the same line\r\n")
+        assert await next_chunk(alice) == b"still the same line\r\n"
+        await alice.detach()
+        assert len(opener.opened) == 1 and not first.closed
+        await console_log.wait_for(lambda: b"still the same line" in console_log.data)
+        await hub.close()
+        assert first.closed
+
+    run(body())

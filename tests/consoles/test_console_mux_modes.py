@@ -248,3 +248,22 @@ def test_who_lists_every_session_with_its_mode():
     mux.attach("v", VIEW, user="victor")
     assert [(a.user, a.mode) for a in mux.who()] == [
         ("alice", "writer"), ("bob", "watching"), ("victor", "watching")]
+
+
+def test_force_and_moderation_changes_are_marked_for_the_audit_log():
+    mux = exclusive()
+    mux.attach("a", INTERACT, user="alice")
+    mux.attach("b", FORCE, user="bob")
+    mux.drain_events()
+    mux.take("b", force=True)
+    audited = [e for e in mux.drain_events() if isinstance(e, Notice) and e.audit]
+    assert [(e.audit, e.details["user"], e.details["from_user"]) for e in audited] == [
+        ("console.keyboard.force", "bob", "alice")]
+
+    moderated = ConsoleMux()
+    moderated.attach("c", INTERACT, user="carl", moderation=SECURITY)
+    moderated.attach("s", VIEW, user="sam", tags={"role=security"})
+    moderated.detach("s")
+    kinds = [e.audit for e in moderated.drain_events() if isinstance(e, Notice) and e.audit]
+    assert kinds == ["console.moderation.held", "console.moderation.released",
+                     "console.moderation.held"]
