@@ -7,6 +7,7 @@ the first logs in, later ones find the ``# `` prompt.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -123,16 +124,20 @@ def shell(gateway: Gateway, user: User, *command: str) -> pexpect.spawn:
     return client
 
 
+_TOKENS = itertools.count(int(time.time()) % 100_000)
+
+
 def prompt(client: pexpect.spawn) -> None:
     """Get to a live root prompt. A ``# `` seen may be replayed history (after a restart
     the guest is back at ``login:``), so a shell is proven by running something."""
-    for _ in range(3):
+    for attempt in range(3):
         client.send("\r")
         if client.expect(["login: ", "# "], timeout=BOOT_TIMEOUT) == 0:
             client.send("root\r")
             client.expect("# ")
-        client.send("echo READY-$((10+1))\r")
-        if client.expect(["READY-11", "login: "], timeout=BOOT_TIMEOUT) == 0:
+        token = next(_TOKENS) * 10 + attempt  # never seen before, not even in replayed lines
+        client.send(f"echo READY-$(({token}+1))\r")
+        if client.expect([f"READY-{token + 1}", "login: "], timeout=BOOT_TIMEOUT) == 0:
             client.expect("# ")
             return
     raise AssertionError("no root prompt on the guest")
