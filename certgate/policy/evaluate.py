@@ -98,21 +98,49 @@ def _privilege_list(privileges: Iterable[str]) -> str:
     return ", ".join(sorted_privileges(privileges))
 
 
-def _strictest(values: Iterable[timedelta | None]) -> timedelta | None:
+def strictest(values: Iterable[timedelta | None]) -> timedelta | None:
+    """The shortest of the limits given, or None when none is."""
     present = [v for v in values if v is not None]
     return min(present) if present else None
 
 
 def decide(policy: Policy, subject: Subject, vm: VMInfo, context: RequestContext) -> Decision:
-    """Evaluate ``policy`` for one holder, one VM, one request."""
+    """Evaluate ``policy`` for one holder, one VM, one request.
+
+    The policy is compiled once (``Policy.index``) so that only the rules that select the VM
+    and can name the holder are looked at; the result equals ``decide_by_scanning``'s.
+    """
     _require_aware(context.at)
+    return policy.index.decide(subject, vm, context)
+
+
+def decide_by_scanning(
+    policy: Policy, subject: Subject, vm: VMInfo, context: RequestContext
+) -> Decision:
+    """The reference evaluator: every rule in file order, an explanation for every failure.
+
+    ``decide`` must always agree with it (the equivalence tests compare the two); the index
+    also uses it, on the few rules that select the VM, to explain a refusal.
+    """
+    _require_aware(context.at)
+    selecting = [rule for rule in policy.rules if selects(rule, vm.name, vm.labels)]
+    return scan_rules(selecting, policy.rules, subject, vm, context)
+
+
+def scan_rules(
+    selecting: Iterable[Rule],
+    order: Iterable[Rule],
+    subject: Subject,
+    vm: VMInfo,
+    context: RequestContext,
+) -> Decision:
+    """Decide over ``selecting``, the rules that select the VM, in file order; ``order`` holds
+    at least every rule sharing a name with one of them, in file order (to name matches)."""
     allows: list[Rule] = []
     denies: list[Rule] = []
     failures: list[str] = []
     any_allow_selects = False
-    for rule in policy.rules:
-        if not selects(rule, vm.name, vm.labels):
-            continue
+    for rule in selecting:
         is_deny = rule.effect == "deny"
         any_allow_selects = any_allow_selects or not is_deny
         problems = (
@@ -127,25 +155,16 @@ def decide(policy: Policy, subject: Subject, vm: VMInfo, context: RequestContext
             (denies if is_deny else allows).append(rule)
 
     granted = implied_privileges(p for rule in allows for p in rule.privileges)
-    reasons = [
-        f"allowed by rule {r.name} ({r.location}): "
-        f"{_privilege_list(implied_privileges(r.privileges))}"
-        for r in allows
-    ]
+    reasons = [allow_reason(r) for r in allows]
     remaining = granted
     for rule in denies:
         withdrawn = privileges_withdrawn_by(rule.privileges or ALL_PRIVILEGES)
-        if withdrawn == ALL_PRIVILEGES:
-            reasons.append(f"denied by rule {rule.name} ({rule.location})")
-        else:
-            reasons.append(
-                f"withdrawn by rule {rule.name} ({rule.location}): {_privilege_list(withdrawn)}"
-            )
+        reasons.append(deny_reason(rule))
         remaining = remaining - withdrawn
     if not any_allow_selects:
         reasons.append(f"no allow rule selects {vm.name}")
     matched_names = {r.name for r in allows} | {r.name for r in denies}
-    matched = tuple(r.name for r in policy.rules if r.name in matched_names)
+    matched = tuple(r.name for r in order if r.name in matched_names)
     if not remaining:
         return Decision(False, frozenset(), matched, tuple(reasons + failures))
     return Decision(
@@ -153,14 +172,14 @@ def decide(policy: Policy, subject: Subject, vm: VMInfo, context: RequestContext
         privileges=remaining,
         matched_rules=matched,
         reasons=tuple(reasons),
-        max_session=_strictest(r.max_session for r in allows),
-        idle_timeout=_strictest(r.idle_timeout for r in allows),
+        max_session=strictest(r.max_session for r in allows),
+        idle_timeout=strictest(r.idle_timeout for r in allows),
         record_input=any(r.record_input for r in allows),
-        **_moderation(allows),
+        **moderation_of(allows),
     )
 
 
-def _moderation(allows: list[Rule]) -> dict[str, str]:
+def moderation_of(allows: list[Rule]) -> dict[str, str]:
     """The first moderated rule among those that allowed, in file order: a moderated rule
     cannot be escaped by also matching an unmoderated one."""
     moderated = next((r for r in allows if r.observer is not None), None)
@@ -192,9 +211,37 @@ def subject_tags(subject: Subject) -> frozenset[str]:
     return frozenset(tags)
 
 
+def allow_reason(rule: Rule) -> str:
+    """The explanation line of an allow rule that matched."""
+    return (
+        f"allowed by rule {rule.name} ({rule.location}): "
+        f"{_privilege_list(implied_privileges(rule.privileges))}"
+    )
+
+
+def deny_reason(rule: Rule) -> str:
+    """The explanation line of a deny rule that matched."""
+    withdrawn = privileges_withdrawn_by(rule.privileges or ALL_PRIVILEGES)
+    if withdrawn == ALL_PRIVILEGES:
+        return f"denied by rule {rule.name} ({rule.location})"
+    return f"withdrawn by rule {rule.name} ({rule.location}): {_privilege_list(withdrawn)}"
+
+
 def reachable_vms(
     policy: Policy, subject: Subject, vms: Iterable[VMInfo], context: RequestContext
 ) -> list[tuple[VMInfo, Decision]]:
-    """The VMs ``subject`` may reach now, with their decisions, sorted by VM name."""
-    decisions = ((vm, decide(policy, subject, vm, context)) for vm in vms)
+    """The VMs ``subject`` may reach now, with their decisions, sorted by VM name.
+
+    The holder, source and time conditions do not depend on the VM, so they are checked once
+    per rule for the whole listing; each VM then costs one selection lookup.
+    """
+    _require_aware(context.at)
+    return policy.index.reachable(subject, vms, context)
+
+
+def reachable_vms_by_scanning(
+    policy: Policy, subject: Subject, vms: Iterable[VMInfo], context: RequestContext
+) -> list[tuple[VMInfo, Decision]]:
+    """``reachable_vms`` by the reference evaluator (for the equivalence tests and benches)."""
+    decisions = ((vm, decide_by_scanning(policy, subject, vm, context)) for vm in vms)
     return sorted(((vm, d) for vm, d in decisions if d.allowed), key=lambda pair: pair[0].name)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from zoneinfo import ZoneInfo
 
 from ca.attributes import AttributeSet
@@ -69,18 +69,34 @@ def source_failures(
     An unknown address (``None``) matches only when ``unknown_matches`` -- the evaluator passes
     False for allow rules and True for deny rules, so not knowing the source fails closed.
     """
-    if not rule.source_cidrs:
+    if source_matches(rule.source_cidrs, address, unknown_matches=unknown_matches):
         return []
     whitelist = _listing([str(n) for n in rule.source_cidrs])
     if address is None:
-        return [] if unknown_matches else [f"source address unknown; whitelist {whitelist}"]
+        return [f"source address unknown; whitelist {whitelist}"]
+    return [f"source {address} not in whitelist {whitelist}"]
+
+
+def source_matches(
+    networks: tuple[IPv4Network | IPv6Network, ...],
+    address: IPv4Address | IPv6Address | None,
+    *,
+    unknown_matches: bool,
+) -> bool:
+    """Whether ``address`` is in the whitelist ``networks`` (empty: any source).
+
+    An IPv4-mapped IPv6 address also matches the IPv4 networks that hold its IPv4 form.
+    """
+    if not networks:
+        return True
+    if address is None:
+        return unknown_matches
     candidates: list[IPv4Address | IPv6Address] = [address]
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         candidates.append(address.ipv4_mapped)
-    for network in rule.source_cidrs:
-        if any(c.version == network.version and c in network for c in candidates):
-            return []
-    return [f"source {address} not in whitelist {whitelist}"]
+    return any(
+        c.version == network.version and c in network for network in networks for c in candidates
+    )
 
 
 @lru_cache(maxsize=64)
@@ -100,6 +116,11 @@ def window_contains(window: TimeWindow, at: datetime) -> bool:
     )
 
 
+def time_matches(windows: tuple[TimeWindow, ...], at: datetime) -> bool:
+    """Whether ``at`` falls in any of ``windows`` (empty: any time)."""
+    return not windows or any(window_contains(w, at) for w in windows)
+
+
 def describe_window(window: TimeWindow) -> str:
     return (
         f"{format_days(window.days)} {format_hours(window.start_minute, window.end_minute)} "
@@ -109,7 +130,7 @@ def describe_window(window: TimeWindow) -> str:
 
 def time_failures(rule: Rule, at: datetime) -> list[str]:
     """Why ``at`` is outside all of the rule's time windows."""
-    if not rule.time_windows or any(window_contains(w, at) for w in rule.time_windows):
+    if time_matches(rule.time_windows, at):
         return []
     windows = _listing([describe_window(w) for w in rule.time_windows])
     now = at.astimezone(_zone(rule.time_windows[0].timezone))

@@ -6,10 +6,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from ca.attributes import ClearanceLevel
+
+if TYPE_CHECKING:
+    from certgate.policy.index import PolicyIndex
 
 
 class Privilege(StrEnum):
@@ -152,6 +156,13 @@ class Policy:
 
     rules: tuple[Rule, ...] = ()
     description: str | None = None
+
+    @cached_property
+    def index(self) -> PolicyIndex:
+        """The policy compiled for fast decisions; built on first use, once per policy."""
+        from certgate.policy.index import PolicyIndex  # the index builds on the evaluator
+
+        return PolicyIndex(self.rules)
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` if there is none."""
