@@ -147,6 +147,10 @@ async def run_console_session(
             f"certgate: connected to {grant.vm.name} ({mode}); Ctrl-] leaves, "
             f"{escape.spec}? for the menu\r\n".encode()
         )
+        if process.get_terminal_type() is None:
+            process.stdout.write(
+                b"certgate: no terminal requested: your own terminal echoes and line-buffers "
+                b"what you type (Ctrl-] then needs Enter); use ssh -t\r\n")
         status = await _pump(process, attachment, live, recorder, EscapeParser(escape))
     finally:
         env.live.pop(session_id, None)

@@ -181,6 +181,14 @@ def test_console_log_over_ssh_needs_the_log_privilege(
     assert [(e.user, e.outcome) for e in reads[-2:]] == [("olga", "allow"), ("sam", "deny")]
 
 
+def test_view_without_a_terminal_says_to_use_ssh_t(
+        gateway: Gateway, users: dict[str, User]) -> None:
+    client = gateway.ssh(users["sam"], "vmk", "-T")
+    client.expect("connected to vmk \\(view-only\\)")
+    client.expect("no terminal requested: .* use ssh -t")
+    client.close(force=True)
+
+
 def test_exclusive_mode_only_the_writer_types_until_force(
         gateway: Gateway, users: dict[str, User]) -> None:
     gateway.apply_policy(POLICY.replace("WRITE_MODE", "exclusive"))
