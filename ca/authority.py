@@ -5,6 +5,8 @@ one kind of certificate (constraints, key usage, EKU) so callers cannot produce
 a certificate that would be accepted for the wrong purpose.
 """
 
+import ipaddress
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -151,6 +153,38 @@ def build_host_certificate(
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host_name)]), critical=False)
+    )
+    return _sign(builder, root_key)
+
+
+
+def build_tls_server_certificate(
+    root_cert: x509.Certificate,
+    root_key: PrivateKey,
+    public_key: PublicKey,
+    names: Sequence[str],
+    *,
+    days: int = 397,
+) -> x509.Certificate:
+    """An HTTPS server certificate (serverAuth) for DNS names and IP addresses.
+
+    Browsers refuse Ed25519 server keys, so the caller brings an ECDSA or RSA key; 397 days
+    is the longest lifetime browsers accept for a server certificate.
+    """
+    if not names:
+        raise MalformedInputError("a TLS server certificate needs at least one name")
+    alt_names: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt_names.append(x509.DNSName(check_host_name(name)))
+    start, end = _now_window(days)
+    builder = (
+        _issued_builder(root_cert, public_key, _cn(names[0]), start, end, None)
+        .add_extension(_key_usage(digital_signature=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     )
     return _sign(builder, root_key)
 

@@ -30,6 +30,8 @@ class HomeConfig:
     listen_port: int
     encrypted_keys: bool
     crl_url: str | None = None
+    web_url: str | None = None
+    """Where reviewers reach ``certgate web`` (sign-in links printed by the gateway)."""
 
     def to_toml(self) -> str:
         lines = [
@@ -48,6 +50,8 @@ class HomeConfig:
             )
         if self.crl_url:
             lines.append(f"crl_url = {_toml_str(self.crl_url)}")
+        if self.web_url:
+            lines.append(f"web_url = {_toml_str(self.web_url)}")
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -57,7 +61,7 @@ class HomeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise HomeError(f"{source}: {exc}") from exc
         known = {"gateway_name", "database_url", "listen_host", "listen_port",
-                 "encrypted_keys", "crl_url"}
+                 "encrypted_keys", "crl_url", "web_url"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise HomeError(f"{source}: unknown setting(s) {', '.join(unknown)}")
@@ -69,6 +73,7 @@ class HomeConfig:
                 listen_port=int(data.get("listen_port", 2222)),
                 encrypted_keys=bool(data.get("encrypted_keys", True)),
                 crl_url=data.get("crl_url"),
+                web_url=data.get("web_url"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HomeError(f"{source}: missing or invalid setting {exc}") from exc

@@ -9,7 +9,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 packages=(openssh-client openssh-server qemu-system-x86 busybox-static cpio socat tmux
-          postgresql libbcprov-java libbcpkix-java openssl util-linux)
+          postgresql libbcprov-java libbcpkix-java openssl util-linux
+          chromium fonts-dejavu-core)
+# npm fetches the review site's player; systemd-analyze checks the unit file in the tests.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 command -v javac >/dev/null 2>&1 || packages+=(default-jdk-headless)
 # Debian's own python3 needs its venv module packaged separately.
 python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
@@ -34,4 +38,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv --system-site-packages .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh,web]'
+
+# The review site's session player comes from npm, pinned, into .web-vendor (not committed).
+PLAYER_VERSION=3.18.0
+if [ ! -f .web-vendor/node_modules/asciinema-player/package.json ] ||
+   ! grep -q "\"version\": \"$PLAYER_VERSION\"" .web-vendor/node_modules/asciinema-player/package.json; then
+  mkdir -p .web-vendor
+  npm install --prefix .web-vendor --no-save --no-package-lock --no-audit --no-fund \
+      --loglevel=error "asciinema-player@$PLAYER_VERSION"
+fi

@@ -68,6 +68,11 @@ def _session(row: ConsoleSessionRow) -> ConsoleSession:
     )
 
 
+def session_from_row(row: ConsoleSessionRow) -> ConsoleSession:
+    """The domain object for a stored row (for readers that build their own queries)."""
+    return _session(row)
+
+
 def gateway_actor(gateway_id: str) -> str:
     return f"gateway:{gateway_id}"
 

@@ -152,6 +152,7 @@ def register_all() -> click.Group:
         ssh_cert_commands,
         user_commands,
         vm_commands,
+        web_commands,
     )
 
     if not cli.commands:
@@ -160,7 +161,8 @@ def register_all() -> click.Group:
                  revoke_commands.add_commands, db_commands.add_commands,
                  vm_commands.add_commands, policy_commands.add_commands,
                  ssh_cert_commands.add_commands, serve_commands.add_commands,
-                 audit_commands.add_commands, console_commands.add_commands)
+                 audit_commands.add_commands, console_commands.add_commands,
+                 web_commands.add_commands)
     return cli
 
 

@@ -56,6 +56,7 @@ except ImportError:
     X509_AVAILABLE = False
 
 INFO_TARGETS = {"whoami"}
+REVIEW_TARGET = "review"
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,8 @@ class Gateway:
         if target in INFO_TARGETS or command == "whoami":
             await self._whoami(process, identity)
             return 0
+        if target == REVIEW_TARGET and command is None:
+            return await self._review_link(process, identity, source)
         log_request: LogRequest | None = None
         if command is not None and command.split(maxsplit=1)[0] == "log":
             try:
@@ -351,6 +354,37 @@ class Gateway:
         ]
         lines += [f"rejected    {r}" for r in rejected]
         process.stdout.write(("\r\n".join(lines) + "\r\n").encode())
+
+    async def _review_link(self, process: asyncssh.SSHServerProcess[bytes],
+                           identity: Identity, source: str | None) -> int:
+        """``ssh review@gateway``: a one-time sign-in link for the review site."""
+        from certgate.web.reviewers import ReviewerAccess
+        from certgate.web.signin import LINK_LIFETIME, issue_link
+
+        try:
+            await asyncio.to_thread(
+                ReviewerAccess(self.installation, self.access).identity_for_link,
+                identity, source)
+        except AccessRefused as exc:
+            await self.audit(AuditEvent("review.link", self.actor, outcome="deny",
+                                        user=identity.user, serial=identity.serial,
+                                        source=source, details={"reason": str(exc)}))
+            process.stdout.write(f"certgate: no review access: {exc}\r\n".encode())
+            return 1
+        token = await asyncio.to_thread(
+            issue_link, self.installation.database, user=identity.user,
+            identity_serial=identity.serial, not_after=identity.not_after, source=source)
+        await self.audit(AuditEvent("review.link", self.actor, outcome="ok",
+                                    user=identity.user, serial=identity.serial, source=source,
+                                    details={"lifetime_seconds":
+                                             int(LINK_LIFETIME.total_seconds())}))
+        base = (self.installation.config.web_url
+                or f"https://{self.installation.config.gateway_name}:8443").rstrip("/")
+        minutes = int(LINK_LIFETIME.total_seconds() // 60)
+        process.stdout.write(
+            f"Sign in to the review site (works once, for {minutes} minutes):\r\n"
+            f"  {base}/signin/{token}\r\n".encode())
+        return 0
 
     async def _list(self, process: asyncssh.SSHServerProcess[bytes], identity: Identity,
                     source: str | None, target: str) -> None:

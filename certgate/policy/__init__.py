@@ -19,9 +19,11 @@ from certgate.policy.loader import load_policy, normalize_policy_text, policy_fi
 from certgate.policy.model import (
     ALL_PRIVILEGES,
     BREAK,
+    CONSOLE_PRIVILEGES,
     FORCE,
     INTERACT,
     LOG,
+    REVIEW,
     VIEW,
     Policy,
     Privilege,
@@ -33,9 +35,11 @@ from certgate.policy.model import (
 __all__ = [
     "ALL_PRIVILEGES",
     "BREAK",
+    "CONSOLE_PRIVILEGES",
     "FORCE",
     "INTERACT",
     "LOG",
+    "REVIEW",
     "VIEW",
     "Decision",
     "Policy",

@@ -24,6 +24,9 @@ class Privilege(StrEnum):
     BREAK = "console.break"
     FORCE = "console.force"
     LOG = "console.log"
+    REVIEW = "audit.review"
+    """Reading the audit records and recordings of the selected VMs' sessions (``certgate
+    web``); it implies nothing on the console and no console privilege implies it."""
 
 
 VIEW: Final = Privilege.VIEW
@@ -31,6 +34,8 @@ INTERACT: Final = Privilege.INTERACT
 BREAK: Final = Privilege.BREAK
 FORCE: Final = Privilege.FORCE
 LOG: Final = Privilege.LOG
+REVIEW: Final = Privilege.REVIEW
+CONSOLE_PRIVILEGES: Final[frozenset[str]] = frozenset({VIEW, INTERACT, BREAK, FORCE, LOG})
 ALL_PRIVILEGES: Final[frozenset[str]] = frozenset(Privilege)
 
 #: Privileges form a ladder: break implies interact implies view. A break or SysRq is useless
@@ -43,6 +48,7 @@ _IMPLIED: Final[Mapping[str, frozenset[str]]] = {
     BREAK: frozenset({BREAK, INTERACT, VIEW}),
     FORCE: frozenset({FORCE, INTERACT, VIEW}),
     LOG: frozenset({LOG}),
+    REVIEW: frozenset({REVIEW}),
 }
 
 WRITE_MODES: Final = ("shared", "exclusive")

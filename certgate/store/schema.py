@@ -180,7 +180,14 @@ class ConsoleSessionRow(Base):
     """A console session through the gateway; ``status`` is live, ended or abnormal."""
 
     __tablename__ = "console_sessions"
-    __table_args__ = (Index("ix_console_sessions_status", "status"),)
+    __table_args__ = (
+        Index("ix_console_sessions_status", "status"),
+        # The review site lists newest first, filtered by user or VM (keyset pages).
+        Index("ix_console_sessions_started", "started_at", "id"),
+        Index("ix_console_sessions_user_started", "user_name", "started_at"),
+        Index("ix_console_sessions_vm_started", "vm", "started_at"),
+        Index("ix_console_sessions_ended", "ended_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_name: Mapped[str] = mapped_column(String(64))
@@ -198,3 +205,24 @@ class ConsoleSessionRow(Base):
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
     recording_path: Mapped[str | None] = mapped_column(Text)
     recording_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReviewTokenRow(Base):
+    """A one-time sign-in link or a signed-in browser session of the review site.
+
+    Only the SHA-256 of the secret is stored: a copy of the database signs nobody in.
+    ``kind`` is ``link`` (redeemable once, minutes) or ``session`` (a cookie, hours);
+    both are bound to the identity certificate they were issued for.
+    """
+
+    __tablename__ = "review_tokens"
+    __table_args__ = (Index("ix_review_tokens_expires", "expires_at"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_name: Mapped[str] = mapped_column(String(64))
+    identity_serial: Mapped[str] = mapped_column(String(48))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(64))

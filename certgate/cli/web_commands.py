@@ -1,0 +1,67 @@
+"""``certgate web``: run the audit review site; ``certgate web index``: build its search."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from certgate.cli.main import AppContext, CommandGroup, fail, pass_app
+
+DEFAULT_LISTEN = "127.0.0.1:8443"
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(web_group)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        fail(f"--listen wants HOST:PORT, not {listen!r}")
+    return host.strip("[]"), int(port_text)
+
+
+@click.group("web", cls=CommandGroup, invoke_without_command=True)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Where to serve HTTPS (port 0: any free port).")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Host name or address for the server certificate (repeatable; default: "
+                   "the gateway name, the listen address, localhost, 127.0.0.1).")
+@click.option("--log-level", default="info",
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def web_group(ctx: click.Context, listen: str, names: tuple[str, ...], log_level: str) -> None:
+    """Serve the read-only audit review site over HTTPS until interrupted."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from certgate.web.server import WebOptions, serve_web
+    from certgate.web.tls import default_names
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app: AppContext = ctx.obj
+    inst = app.installation()
+    inst.database.check_schema()
+    host, port = _split_listen(listen)
+    options = WebOptions(host, port, list(names) or default_names(inst, host))
+
+    def ready(bound: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"certgate review site listening on https://{shown}:{bound}", err=True)
+
+    asyncio.run(serve_web(inst, options, ready))
+
+
+@web_group.command("index")
+@pass_app
+def web_index(app: AppContext) -> None:
+    """Add the recordings of ended sessions to the search index now."""
+    from certgate.web.server import build_site
+
+    site = build_site(app.installation())
+    added = site.index.catch_up(site.database, site.installation.home.recordings_dir)
+    stats = site.index.stats()
+    click.echo(f"indexed {added} new recordings; {stats.recordings} recordings, "
+               f"{stats.chunks} text chunks in {site.index.path}")

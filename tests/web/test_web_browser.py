@@ -1,0 +1,270 @@
+"""The review site in a real browser: Debian's Chromium, real TLS with certgate's
+certificates, sessions made by the real gateway and stock OpenSSH."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway"))
+
+from browser import WebProcess, chromium
+from gateway_testing import STANDIN, Gateway, RecordingConsole, finish, start_gateway, stop_gateway
+from review_samples import HOSTILE_OUTPUT, REVIEW_POLICY
+
+from ca import keys
+from certgate.audit.sessions import list_sessions
+from certgate.fleet import add_vm, apply_policy
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Reviewer:
+    name: str
+    key: Path
+    cert: Path
+
+
+@dataclass
+class World:
+    gateway: Gateway
+    web: WebProcess
+    browser: Any
+    rita: Reviewer
+    nora: Reviewer
+    typed_session: str
+    hostile_session: str
+    root_pem: Path
+
+    def context(self, person: Reviewer | None = None) -> Any:
+        certificates = [] if person is None else [{
+            "origin": self.web.base, "certPath": str(person.cert), "keyPath": str(person.key)}]
+        return self.browser.new_context(ignore_https_errors=True,
+                                        client_certificates=certificates)
+
+    def ssh_review(self, person: Reviewer) -> tuple[str, int | None]:
+        return finish(self.gateway.ssh(person.key, "review"))
+
+
+def _reviewer(gateway: Gateway, name: str, *attributes: str) -> Reviewer:
+    """An ECDSA key in PEM: OpenSSH logs in with it and the browser presents it in TLS."""
+    key = gateway.workdir / f"{name}_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "256", "-m", "PEM", "-N", "",
+                    "-C", name, "-f", str(key)], check=True)
+    public_key = keys.load_public_key(key.with_name(f"{key.name}.pub").read_bytes())
+    issued = gateway.inst.ca.add_user(name, email=None, public_key=public_key, days=1)
+    cert = gateway.workdir / f"{name}.crt"
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    cert.write_bytes(issued.certificate.public_bytes(Encoding.PEM))
+    if attributes:
+        gateway.grant(name, *attributes)
+    return Reviewer(name, key, cert)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("review")
+    gateway = start_gateway(root)
+    sockets = Path(tempfile.mkdtemp(prefix="cgw-", dir="/tmp"))  # sun_path is short
+    hostile = RecordingConsole(sockets / "hostile.sock", banner=HOSTILE_OUTPUT.encode())
+    web = WebProcess(gateway.process.env)
+    try:
+        add_vm(gateway.inst, "vm01", f"exec:{sys.executable} {STANDIN}", {"env": "lab"})
+        add_vm(gateway.inst, "vm-hostile", f"unix:{hostile.path}", {"env": "lab"})
+        apply_policy(gateway.inst, REVIEW_POLICY, "review-policy.yaml")
+        olga = gateway.add_user("olga", "role=operator")
+        rita = _reviewer(gateway, "rita", "role=auditor")
+        nora = _reviewer(gateway, "nora", "role=operator")
+
+        client = gateway.ssh(olga, "vm01")
+        client.expect("CHILD")
+        client.sendline("echo xylophone-quartet")
+        client.expect("GOT echo xylophone-quartet")
+        client.sendline("hello from the playback test")
+        client.expect("GOT hello from the playback test")
+        client.send("\x1d")
+        finish(client)
+        client = gateway.ssh(olga, "vm-hostile")
+        client.expect("RED")
+        client.send("\x1d")
+        finish(client)
+        sessions = {s.vm: s.id for s in list_sessions(gateway.inst.database)}
+        web.start()
+        with chromium() as browser:
+            yield World(gateway, web, browser, rita, nora, sessions["vm01"],
+                        sessions["vm-hostile"], gateway.home.root_cert)
+    finally:
+        web.stop()
+        hostile.close()
+        stop_gateway(gateway)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _sign_in_with_link(world: World, person: Reviewer) -> Any:
+    output, status = world.ssh_review(person)
+    assert status == 0, output
+    token = re.search(r"/signin/([A-Za-z0-9_-]{43})", output)
+    assert token is not None, output
+    context = world.context()
+    page = context.new_page()
+    page.goto(f"{world.web.base}/signin/{token.group(1)}")
+    page.click("#signin")
+    page.wait_for_url("**/sessions")
+    return context, page, token.group(1)
+
+
+def test_server_certificate_is_issued_by_certgates_own_ca(world: World) -> None:
+    trust = ssl.create_default_context(cafile=world.root_pem)
+    response = httpx.get(f"{world.web.base}/sessions", verify=trust)
+    assert response.status_code == 401
+
+
+def test_reviewer_signs_in_with_a_client_certificate(world: World) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/sessions")
+    assert page.locator("header .who").inner_text().startswith("rita")
+    assert "client certificate" in page.locator("header .who").inner_text()
+    assert page.locator(f'tr[data-session="{world.typed_session}"]').count() == 1
+    context.close()
+
+
+def test_reviewer_signs_in_with_a_one_time_link_from_ssh(world: World) -> None:
+    context, page, token = _sign_in_with_link(world, world.rita)
+    assert "sign-in link" in page.locator("header .who").inner_text()
+    assert page.locator(f'tr[data-session="{world.hostile_session}"]').count() == 1
+    other = world.context()
+    second = other.new_page()
+    second.goto(f"{world.web.base}/signin/{token}")
+    second.click("#signin")
+    assert "Link not valid" in second.locator("h1").inner_text()
+    other.close()
+    context.close()
+
+
+def test_a_user_without_audit_review_is_refused_by_every_method(world: World) -> None:
+    context = world.context(world.nora)
+    page = context.new_page()
+    response = page.goto(f"{world.web.base}/sessions")
+    assert response is not None and response.status == 403
+    assert "does not hold audit.review" in page.locator("#message").inner_text()
+    context.close()
+    output, status = world.ssh_review(world.nora)
+    assert status == 1 and "no review access" in output and "/signin/" not in output
+    denied = world.gateway.audit(event_type="review.link")
+    assert any(e.outcome == "deny" and e.user == "nora" for e in denied)
+
+
+def test_filtering_the_sessions_list(world: World) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/sessions")
+    assert page.locator("tbody tr[data-session]").count() == 2
+    page.select_option("select[name=vm]", "vm-hostile")
+    page.click("#apply")
+    page.wait_for_url("**vm=vm-hostile**")
+    rows = page.locator("tbody tr[data-session]")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-session") == world.hostile_session
+    page.fill("input[name=user]", "nobody-else")
+    page.click("#apply")
+    page.wait_for_url("**user=nobody-else**")
+    assert page.locator("tbody tr[data-session]").count() == 0
+    assert "No sessions match" in page.locator("#sessions").inner_text()
+    context.close()
+
+
+def _terminal_text(page: Any) -> str:
+    return str(page.locator("#player .ap-term").inner_text())
+
+
+def test_open_a_session_and_play_its_recording(world: World, tmp_path: Path) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/sessions")
+    page.click(f'tr[data-session="{world.typed_session}"] a')
+    page.wait_for_url(f"**/sessions/{world.typed_session}")
+    assert "allowed by rule operators" in page.locator("#decision").inner_text()
+    assert "session.end" in page.locator("#events").inner_text()
+    page.select_option("#speed", "8")
+    page.wait_for_function(
+        "() => document.querySelector('#player .ap-term') && "
+        "document.querySelector('#player .ap-term').innerText.includes("
+        "'GOT hello from the playback test')", timeout=20_000)
+    text = _terminal_text(page)
+    assert "GOT echo xylophone-quartet" in text
+    shot = tmp_path / "session-playback.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    context.close()
+
+
+def test_search_for_a_typed_word_lands_on_it_in_playback(world: World) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/search")
+    page.fill("#q", "xylophone")
+    page.click("#search")
+    hit = page.locator("#hits a.hit").first
+    assert "xylophone" in page.locator("#hits mark").first.inner_text()
+    href = hit.get_attribute("href") or ""
+    assert href.startswith(f"/sessions/{world.typed_session}?t=")
+    hit.click()
+    page.wait_for_function(
+        "() => document.querySelector('#player .ap-term') && "
+        "document.querySelector('#player .ap-term').innerText.includes('xylophone-quartet')",
+        timeout=20_000)
+    assert "xylophone-quartet" in _terminal_text(page)
+    context.close()
+
+
+def test_hostile_recording_is_shown_as_text_and_runs_no_script(world: World) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    page.goto(f"{world.web.base}/sessions/{world.hostile_session}?t=0.5")
+    page.wait_for_function(
+        "() => document.querySelector('#player .ap-term') && "
+        "document.querySelector('#player .ap-term').innerText.includes('<script>')",
+        timeout=20_000)
+    text = _terminal_text(page)
+    assert "<script>document.title='pwned'" in text
+    assert "RED" in text and "\x1b" not in text
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.title() != "pwned" and "evil" not in page.title()
+    assert page.locator("#player script, #player img").count() == 0
+    page.goto(f"{world.web.base}/search?q=pwned")
+    assert "<script>" in page.locator("#hits .snippet").first.inner_text()
+    assert page.evaluate("() => window.__pwned") is None
+    assert dialogs == []
+    context.close()
+
+
+def test_downloads_over_mutual_tls(world: World) -> None:
+    tls = ssl.create_default_context(cafile=world.root_pem)
+    tls.load_cert_chain(world.rita.cert, world.rita.key)
+    with httpx.Client(verify=tls) as client:
+        cast = client.get(f"{world.web.base}/sessions/{world.typed_session}/recording.cast",
+                          params={"download": "1"})
+        assert cast.status_code == 200
+        assert "xylophone-quartet" in cast.text
+        events = client.get(f"{world.web.base}/sessions/{world.typed_session}/events.json")
+        assert events.json()["events"][0]["type"] == "session.start"
+    downloads = world.gateway.audit(event_type="review.download")
+    assert {e.user for e in downloads} == {"rita"}
