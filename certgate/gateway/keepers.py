@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,6 +67,7 @@ class ConsoleKeepers:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
+        _raise_file_limit()
         self._anchored = await asyncio.to_thread(self._read_anchored)
         await self.reconcile()
         self._tasks = [asyncio.create_task(self._ticker(), name="console logs"),
@@ -210,6 +212,15 @@ class ConsoleKeepers:
             await asyncio.sleep(self._reconcile_interval)
             with contextlib.suppress(Exception):
                 await self.reconcile()
+
+
+def _raise_file_limit() -> None:
+    """A kept console holds a socket and an open log segment: two descriptors each, so a
+    thousand VMs pass the common soft limit of 1024. Raise the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _mode(vm: repo.VM) -> KeepMode:
