@@ -24,8 +24,12 @@ def add_commands(cli: click.Group) -> None:
               help="Name of this replica in session records (default: host name).")
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--keep-consoles/--no-keep-consoles", default=True, show_default=True,
+              help="Hold and log kept consoles (give --no-keep-consoles to every replica but "
+                   "one: a QEMU console serves one client).")
 @pass_app
-def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level: str) -> None:
+def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level: str,
+          keep_consoles: bool) -> None:
     """Run the SSH gateway until interrupted."""
     from certgate.gateway.server import ServeOptions, serve_forever
 
@@ -42,7 +46,8 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
             fail(f"--listen wants HOST:PORT, not {listen!r}")
         port = int(port_text)
     options = ServeOptions(host=host, port=port,
-                           gateway_id=gateway_id or socket.gethostname())
+                           gateway_id=gateway_id or socket.gethostname(),
+                           keep_consoles=keep_consoles)
 
     def ready(ports: list[int]) -> None:
         click.echo(f"certgate gateway {options.gateway_id} listening on {host}:"

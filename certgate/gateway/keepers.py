@@ -50,6 +50,7 @@ class ConsoleKeepers:
         settings: ConsoleLogSettings,
         ssh_options: UpstreamSshOptions | None,
         write_modes_of: WriteModesOf,
+        keep: bool = True,
         reconcile_interval: float = 5.0,
     ) -> None:
         self.installation = installation
@@ -59,6 +60,7 @@ class ConsoleKeepers:
         self._ssh_options = ssh_options
         self._write_modes_of = write_modes_of
         self._reconcile_interval = reconcile_interval
+        self.keep = keep
         self.hubs: dict[str, ConsoleHub] = {}
         self.logs: dict[str, ConsoleLogWriter] = {}
         self._anchored: dict[str, dict[str, str]] = {}
@@ -109,10 +111,10 @@ class ConsoleKeepers:
                     self._close_log(name)
                 elif hub.target != parse_console_uri(vm.console_uri):
                     await self._drop(name, "the VM's console changed")
-                elif hub.keeping and _mode(vm) is not KeepMode.ALWAYS:
+                elif hub.keeping and _mode(vm, self.keep) is not KeepMode.ALWAYS:
                     await self._drop(name, "the console is no longer kept")
             for vm in vms:
-                if _mode(vm) is KeepMode.ALWAYS:
+                if _mode(vm, self.keep) is KeepMode.ALWAYS:
                     try:
                         hub = await self._ensure(vm)
                         hub.set_write_mode(WriteMode(modes.get(vm.name, "shared")))
@@ -223,7 +225,9 @@ def _raise_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _mode(vm: repo.VM) -> KeepMode:
+def _mode(vm: repo.VM, keep: bool = True) -> KeepMode:
+    if not keep:
+        return KeepMode.ON_DEMAND
     try:
         return keep_mode(parse_console_uri(vm.console_uri), vm.keep)
     except ConsoleError:

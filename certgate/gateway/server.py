@@ -69,6 +69,8 @@ class ServeOptions:
     stale_after: float = 60.0
     """Seconds: a live session whose heartbeat is older belongs to a dead gateway."""
     checkpoint_interval: float = 300.0
+    keep_consoles: bool = True
+    """Hold ``keep = always`` consoles; off on all replicas but one (QEMU serves one client)."""
 
 
 class _Connection(asyncssh.SSHServer):
@@ -181,7 +183,7 @@ class Gateway:
         self.keepers = ConsoleKeepers(
             self.installation, actor=self.actor, audit=self.audit_writer.append,
             settings=self.console_log_settings, ssh_options=self._upstream,
-            write_modes_of=self._write_modes,
+            write_modes_of=self._write_modes, keep=self.options.keep_consoles,
         )
         await self.keepers.start()
         self._tasks = [
