@@ -49,6 +49,12 @@ def _generalized_time(value: datetime) -> bytes:
     return tlv(0x18, value.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
 
 
+@lru_cache(maxsize=256)
+def _validity(start: datetime, end: datetime) -> bytes:
+    """Bulk grants share one validity window: encoded once."""
+    return sequence(_generalized_time(start), _generalized_time(end))
+
+
 def _extension(oid: str, critical: bool, value: bytes) -> bytes:
     flag = b"\x01\x01\xff" if critical else b""
     return sequence(core.ObjectIdentifier(oid).dump(), flag, tlv(0x04, value))
@@ -172,7 +178,7 @@ class AttributeCertificateIssuer:
             self._issuer,
             self._algorithm,
             _integer(serial_number),
-            sequence(_generalized_time(start), _generalized_time(end)),
+            _validity(start, end),
             _encoded_attributes(attributes),
             sequence(extensions),
         )

@@ -193,7 +193,8 @@ class CAService:
         issued: list[repo.IssuedCertificate] = []
         events: list[AuditEvent] = []
         with self.installation.admin_write() as session:
-            start = datetime.now(UTC).replace(microsecond=0)
+            issued_at = datetime.now(UTC)
+            start = issued_at.replace(microsecond=0)
             holders: dict[str, repo.IssuedCertificate] = {}
             for request in requests:
                 holder_row = holders.get(request.user)
@@ -202,10 +203,11 @@ class CAService:
                         session, request.user
                     )
                 cert, event = self._issue_attribute_certificate(
-                    session, request, holder_row, start
+                    request, holder_row, start, issued_at
                 )
                 issued.append(cert)
                 events.append(event)
+            repo.add_certificates(session, issued)
             append_in(session, events)
         return issued
 
@@ -219,10 +221,10 @@ class CAService:
 
     def _issue_attribute_certificate(
         self,
-        session: Session,
         request: GrantRequest,
         holder_row: repo.IssuedCertificate,
         start: datetime,
+        issued_at: datetime,
     ) -> tuple[repo.IssuedCertificate, AuditEvent]:
         # The serial and validity are chosen here, so the signed DER need not be parsed back.
         serial_number = new_serial()
@@ -240,19 +242,23 @@ class CAService:
         )
         serial = format_serial(serial_number)
         attributes = request.attributes.as_dict()
-        cert = repo.add_certificate(
-            session,
+        cert = repo.IssuedCertificate(
             serial=serial,
             kind=repo.ATTRIBUTE,
             user=request.user,
-            user_id=holder_row.user_id,
-            der=der,
-            subject=request.attributes.describe(),
-            not_before=start,
-            not_after=not_after,
             holder_serial=holder_row.serial,
+            key_fingerprint=None,
+            subject=request.attributes.describe(),
             attributes=attributes,
             targets=list(request.targets),
+            not_before=start,
+            not_after=not_after,
+            issued_at=issued_at,
+            status="valid",
+            revoked_at=None,
+            revocation_reason=None,
+            der=der,
+            user_id=holder_row.user_id,
         )
         event = self._event(
             "attr.grant", outcome="ok", user=request.user, serial=serial,

@@ -37,6 +37,36 @@ def recording_path(recordings_dir: Path, session_id: str) -> Path:
     return recordings_dir / f"{session_id}.cast"
 
 
+_OTHER_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r")
+_CONTROL_ESCAPES = {
+    bytes([b]): b"\\b" if b == 0x08 else b"\\f" if b == 0x0C else b"\\u%04x" % b
+    for b in _OTHER_CONTROLS
+}
+
+
+def json_string_body(data: bytes) -> bytes:
+    """The inside of a JSON string holding the UTF-8 text ``data``, byte for byte as
+    ``json.dumps(text, ensure_ascii=False)`` writes it.
+
+    Why not ``json.dumps``: recording bulk output spent ~40 % of the gateway's CPU there.
+    Escaping on bytes takes a few C-speed passes (``replace``, ``translate``; a regex is ten
+    times slower); UTF-8 never uses bytes below 0x80 inside a multi-byte character, so
+    byte-wise escaping is exact.
+    """
+    data = (
+        data.replace(b"\\", b"\\\\")
+        .replace(b'"', b'\\"')
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"\t", b"\\t")
+    )
+    if len(data.translate(None, _OTHER_CONTROLS)) != len(data):
+        for control, escape in _CONTROL_ESCAPES.items():
+            if control in data:
+                data = data.replace(control, escape)
+    return data
+
+
 class AsciicastWriter:
     """Streams one session to ``path`` (created 0600, never overwritten)."""
 
@@ -149,7 +179,12 @@ class AsciicastWriter:
             self._write_out()
 
     def _queue(self, value: Any) -> None:
-        line = (json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode()
+        if isinstance(value, list):
+            elapsed, code, text = value
+            line = b'[%s, "%s", "%s"]\n' % (
+                repr(float(elapsed)).encode(), code.encode(), json_string_body(text.encode()))
+        else:
+            line = (json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode()
         self._pending.append(line)
         self._pending_size += len(line)
 

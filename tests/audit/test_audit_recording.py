@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from certgate.audit.recording import AsciicastWriter, recording_path
+from certgate.audit.recording import AsciicastWriter, json_string_body, recording_path
 from certgate.audit.replay import CastEvent, plan, play, read_cast
 from certgate.errors import CertgateError
 
@@ -138,3 +140,21 @@ def test_a_torn_last_line_from_a_crash_is_ignored(tmp_path: Path) -> None:
     path.write_text('{"version": 2, "width": 80, "height": 24}\n[0.1, "o", "ok"]\n[0.2, "o", "to')
     _header, events = read_cast(path)
     assert list(events) == [CastEvent(0.1, "o", "ok")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8")))
+def test_recorded_text_is_escaped_exactly_as_json_does(text: str) -> None:
+    quoted = json.dumps(text, ensure_ascii=False).encode()
+    assert b'"' + json_string_body(text.encode()) + b'"' == quoted
+
+
+def test_recording_lines_are_json_with_the_house_separators(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "s.cast"
+    text = 'a\x1b[1m"q"\\\b\f\t\x00\x7f\u2028\u00e9\U0001f600\r\n'
+    with AsciicastWriter(path, width=80, height=24, clock=clock) as writer:
+        clock.now += 0.000001
+        writer.output(text.encode())
+    last = path.read_bytes().splitlines()[-1].decode()
+    assert last == json.dumps([1e-06, "o", text], ensure_ascii=False, separators=(", ", ": "))
