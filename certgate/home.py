@@ -18,6 +18,9 @@ from certgate.errors import HomeError
 
 HOME_ENV = "CERTGATE_HOME"
 PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "CERTGATE_CA_PASSPHRASE_FILE"
+"""A file holding the passphrase, e.g. a systemd credential (``$CREDENTIALS_DIRECTORY``)."""
+MAX_PASSPHRASE_FILE = 4096
 DATABASE_URL_ENV = "CERTGATE_DATABASE_URL"
 CONFIG_NAME = "certgate.toml"
 
@@ -155,11 +158,29 @@ class Home:
         return self.config().database_url or f"sqlite:///{self.sqlite_path}"
 
 
+def _passphrase_file(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PASSPHRASE_FILE + 1)
+    except OSError as exc:
+        raise HomeError(f"{PASSPHRASE_FILE_ENV}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_PASSPHRASE_FILE:
+        raise HomeError(f"{PASSPHRASE_FILE_ENV}: {path} is larger than a passphrase")
+    value = data.rstrip(b"\r\n")
+    if not value:
+        raise HomeError(f"{PASSPHRASE_FILE_ENV}: {path} is empty")
+    return value
+
+
 def read_passphrase(*, confirm: bool = False, prompt: str = "CA passphrase") -> bytes:
-    """The installation passphrase: from the environment, else asked on the terminal."""
+    """The installation passphrase: from the environment or a file it names, else asked on
+    the terminal."""
     value = os.environ.get(PASSPHRASE_ENV)
     if value:
         return value.encode("utf-8")
+    path = os.environ.get(PASSPHRASE_FILE_ENV)
+    if path:
+        return _passphrase_file(Path(path))
     if not sys.stdin.isatty():
         raise HomeError(f"the keys are encrypted: set {PASSPHRASE_ENV} or run on a terminal")
     import click  # the only place the core asks a person something

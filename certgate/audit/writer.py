@@ -46,6 +46,12 @@ class AuditWriter:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run(), name="audit-writer")
 
+    @property
+    def depth(self) -> int:
+        """Events queued and not yet committed (a metric: a growing queue means the
+        database is not keeping up)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     async def append(self, event: AuditEvent) -> ChainEntry:
         """Returns once the batch holding ``event`` has committed; raises AuditError if it
         did not, so the caller can fail closed."""

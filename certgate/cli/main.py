@@ -145,6 +145,7 @@ def register_all() -> click.Group:
         ca_commands,
         console_commands,
         db_commands,
+        doctor_commands,
         init_commands,
         policy_commands,
         revoke_commands,
@@ -162,7 +163,7 @@ def register_all() -> click.Group:
                  vm_commands.add_commands, policy_commands.add_commands,
                  ssh_cert_commands.add_commands, serve_commands.add_commands,
                  audit_commands.add_commands, console_commands.add_commands,
-                 web_commands.add_commands)
+                 web_commands.add_commands, doctor_commands.add_commands)
     return cli
 
 

@@ -24,19 +24,28 @@ def add_commands(cli: click.Group) -> None:
               help="Name of this replica in session records (default: host name).")
 @click.option("--log-level", default="info",
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", default="auto", show_default=True,
+              type=click.Choice(["auto", "json", "human"]),
+              help="JSON lines, or human lines; auto: human on a terminal, else JSON.")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
 @click.option("--keep-consoles/--no-keep-consoles", default=True, show_default=True,
               help="Hold and log kept consoles (give --no-keep-consoles to every replica but "
                    "one: a QEMU console serves one client).")
 @pass_app
 def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level: str,
-          keep_consoles: bool) -> None:
+          log_format: str, metrics_listen: str | None, keep_consoles: bool) -> None:
     """Run the SSH gateway until interrupted."""
     from certgate.gateway.server import ServeOptions, serve_forever
+    from certgate.observability import configure_logging
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("asyncssh", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(log_level, log_format)
+    metrics_address = None
+    if metrics_listen:
+        metrics_host, _, metrics_port = metrics_listen.rpartition(":")
+        if not metrics_host or not metrics_port.isdigit() or int(metrics_port) > 65535:
+            fail(f"--metrics-listen wants HOST:PORT, not {metrics_listen!r}")
+        metrics_address = (metrics_host.strip("[]"), int(metrics_port))
     inst = app.installation()
     inst.database.check_schema()
     host, port = inst.config.listen_host, inst.config.listen_port
@@ -53,7 +62,7 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
         click.echo(f"certgate gateway {options.gateway_id} listening on {host}:"
                    f"{','.join(map(str, ports))}", err=True)
 
-    asyncio.run(serve_forever(inst, options, ready))
+    asyncio.run(serve_forever(inst, options, ready, metrics_listen=metrics_address))
 
 
 @click.command()

@@ -21,9 +21,9 @@ from certgate.consolelog.anchoring import anchored_segments, audit_event
 from certgate.consolelog.reader import log_directory
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.consolelog.writer import ConsoleLogWriter, LogRecord
-from certgate.consoles.backends import UpstreamSshOptions
+from certgate.consoles.backends import UpstreamSshOptions, open_console
 from certgate.consoles.errors import ConsoleError
-from certgate.consoles.hub import ConsoleHub
+from certgate.consoles.hub import ConsoleHub, Opener
 from certgate.consoles.keeper import KeepMode, keep_mode
 from certgate.consoles.mux import WriteMode
 from certgate.consoles.uri import ConsoleTarget, SshConsole, parse_console_uri
@@ -51,6 +51,7 @@ class ConsoleKeepers:
         ssh_options: UpstreamSshOptions | None,
         write_modes_of: WriteModesOf,
         keep: bool = True,
+        opener_for: Callable[[str], Opener] | None = None,
         reconcile_interval: float = 5.0,
     ) -> None:
         self.installation = installation
@@ -61,6 +62,7 @@ class ConsoleKeepers:
         self._write_modes_of = write_modes_of
         self._reconcile_interval = reconcile_interval
         self.keep = keep
+        self._opener_for = opener_for
         self.hubs: dict[str, ConsoleHub] = {}
         self.logs: dict[str, ConsoleLogWriter] = {}
         self._anchored: dict[str, dict[str, str]] = {}
@@ -144,6 +146,7 @@ class ConsoleKeepers:
             replay_lines=self.settings.replay_lines,
             console_log=self._log_for(vm.name, target),
             on_event=self._reporter(vm.name),
+            opener=self._opener_for(vm.name) if self._opener_for else open_console,
         )
         self.hubs[vm.name] = hub
         return hub

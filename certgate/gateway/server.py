@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +30,7 @@ from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_chec
 from certgate.audit.writer import AuditWriter
 from certgate.consolelog.settings import load_settings
 from certgate.consoles.backends import UpstreamSshOptions
-from certgate.consoles.hub import ConsoleHub
+from certgate.consoles.hub import ConsoleHub, Opener
 from certgate.errors import CertgateError
 from certgate.gateway.access import AccessRefused, AccessService, Credential, Grant, Identity
 from certgate.gateway.keepers import ConsoleKeepers
@@ -42,6 +43,8 @@ from certgate.gateway.session import (
     wants_interaction,
 )
 from certgate.installation import Installation
+from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
+from certgate.observability.consoles import observed_opener
 from certgate.policy import VMInfo, console_write_mode
 from certgate.policy.model import sorted_privileges
 from certgate.store import repositories as repo
@@ -85,6 +88,9 @@ class _Connection(asyncssh.SSHServer):
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
+            self.gateway.observer.login(outcome, user=user, target=target, source=source,
+                                        credential=credential.kind if credential else None,
+                                        reason=reason)
             await self.gateway.audit(AuditEvent(
                 "auth.login", self.gateway.actor, outcome=outcome, user=user, vm=target,
                 source=source,
@@ -120,9 +126,11 @@ class _Connection(asyncssh.SSHServer):
 class Gateway:
     """One running gateway process."""
 
-    def __init__(self, installation: Installation, options: ServeOptions) -> None:
+    def __init__(self, installation: Installation, options: ServeOptions,
+                 observer: GatewayObserver | None = None) -> None:
         self.installation = installation
         self.options = options
+        self.observer = observer or GatewayObserver()
         self.access = AccessService(installation)
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
@@ -134,8 +142,12 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
-            self.live,
+            self.live, self.observer,
         )
+        if self.observer.metrics is not None:
+            self.observer.metrics.watch(live_sessions=lambda: len(self.live),
+                                        audit_queue=lambda: self.audit_writer.depth,
+                                        consoles=self.console_states)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -184,6 +196,7 @@ class Gateway:
             self.installation, actor=self.actor, audit=self.audit_writer.append,
             settings=self.console_log_settings, ssh_options=self._upstream,
             write_modes_of=self._write_modes, keep=self.options.keep_consoles,
+            opener_for=self._opener,
         )
         await self.keepers.start()
         self._tasks = [
@@ -243,7 +256,17 @@ class Gateway:
 
     async def audit(self, event: AuditEvent) -> None:
         """Append and wait until committed (group commit shared with concurrent logins)."""
-        await self.audit_writer.append(event)
+        try:
+            await self.audit_writer.append(event)
+        except CertgateError as exc:
+            self.observer.database_error(f"audit append ({event.event_type})", exc)
+            raise
+
+    def console_states(self) -> dict[str, int]:
+        """How many consoles are connected (a backend is open) and idle, for metrics."""
+        hubs = list(self.hubs.values())
+        connected = sum(1 for hub in hubs if hub.backend_open)
+        return {"connected": connected, "idle": len(hubs) - connected}
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -254,6 +277,9 @@ class Gateway:
     def _write_modes(self, vms: list[repo.VM]) -> dict[str, str]:
         _, policy = self.access.current_policy()
         return {vm.name: console_write_mode(policy, VMInfo(vm.name, vm.labels)) for vm in vms}
+
+    def _opener(self, vm_name: str) -> Opener:
+        return observed_opener(self.observer, vm_name)
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         conn = process.channel.get_connection()
@@ -296,6 +322,7 @@ class Gateway:
             process.stdout.write(f"certgate: unknown command {command!r} (use: view, log, "
                                  f"whoami)\r\n".encode())
             return 2
+        started = time.perf_counter()
         try:
             grant = await asyncio.to_thread(self.access.decide, identity, target, source)
         except AccessRefused:
@@ -306,6 +333,11 @@ class Gateway:
                                    logs_dir=self.installation.home.console_logs_dir,
                                    audit=self.audit, actor=self.actor)
         interactive = wants_interaction(grant, command)
+        self.observer.decision(
+            grant.allowed and interactive is not None, time.perf_counter() - started,
+            user=identity.user, vm=target, source=source,
+            mode=None if interactive is None else ("interactive" if interactive else "view"),
+            reasons=list(grant.decision.reasons))
         await self._audit_decision(grant, source, interactive)
         if not grant.allowed or interactive is None:
             text = grant.decision.explain() if not grant.allowed else (
@@ -414,6 +446,9 @@ class Gateway:
                     reason = f"access could not be re-checked ({type(exc).__name__})"
                 if reason:
                     live.terminate(reason)
+                    self.observer.session_revoked(
+                        live.session_id, user=live.grant.identity.user,
+                        vm=live.grant.vm.name if live.grant.vm else None, reason=reason)
                     await self.audit(AuditEvent(
                         "session.revoked", self.actor, outcome="deny",
                         user=live.grant.identity.user,
@@ -441,9 +476,11 @@ class Gateway:
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
             for session_id in list(self.live):
-                with contextlib.suppress(CertgateError):
+                try:
                     await asyncio.to_thread(session_log.heartbeat,
                                             self.installation.database, session_id)
+                except CertgateError as exc:
+                    self.observer.database_error("session heartbeat", exc)
             with contextlib.suppress(CertgateError):
                 await asyncio.to_thread(
                     session_log.reap_abnormal, self.installation.database, None,
@@ -471,12 +508,22 @@ async def wait_for_termination() -> None:
 
 
 async def serve_forever(installation: Installation, options: ServeOptions,
-                        ready: Any = None) -> None:
-    gateway = Gateway(installation, options)
+                        ready: Any = None, *,
+                        metrics_listen: tuple[str, int] | None = None) -> None:
+    """Run until SIGINT/SIGTERM; ``metrics_listen`` opts into Prometheus ``/metrics``."""
+    metrics = GatewayMetrics() if metrics_listen is not None else None
+    gateway = Gateway(installation, options, GatewayObserver(metrics))
     ports = await gateway.start()
+    exporter = None
+    if metrics is not None and metrics_listen is not None:
+        exporter = MetricsServer(metrics, *metrics_listen)
+        log_event("metrics.listen", "metrics served",
+                  address=f"http://{metrics_listen[0]}:{exporter.port}/metrics")
     if ready is not None:
         ready(ports)
     try:
         await wait_for_termination()
     finally:
         await gateway.stop()
+        if exporter is not None:
+            exporter.close()

@@ -36,6 +36,7 @@ from certgate.consoles.hub import Attachment, ConsoleHub
 from certgate.consoles.mux import Moderation, ObserverLeft
 from certgate.errors import CertgateError
 from certgate.gateway.access import Grant
+from certgate.observability.observer import GatewayObserver
 from certgate.policy import BREAK, FORCE, INTERACT, Subject, subject_tags
 from certgate.store.database import Database
 
@@ -73,6 +74,7 @@ class SessionEnvironment:
     recordings_dir: Path
     gateway_id: str
     live: dict[str, LiveSession]
+    observer: GatewayObserver = field(default_factory=GatewayObserver)
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
@@ -109,9 +111,13 @@ async def run_console_session(
             session_id=session_id,
         )
     except CertgateError as exc:
-        log.error("session refused: audit log unavailable: %s", exc)
+        env.observer.database_error("session start", exc)
         _say(process, "the audit log cannot be written; no session is opened")
         return 1
+    env.observer.session_started(session_id, user=grant.identity.user, vm=grant.vm.name,
+                                 source=source,
+                                 mode="interactive" if interactive else "view")
+    started = time.monotonic()
 
     live = LiveSession(session_id, grant, source, interactive)
     env.live[session_id] = live
@@ -171,7 +177,12 @@ async def run_console_session(
                 recording_sha256=digest,
             )
         except CertgateError as exc:
-            log.error("could not record the end of session %s: %s", session_id, exc)
+            env.observer.database_error(f"recording the end of session {session_id}", exc)
+        env.observer.session_ended(
+            session_id, user=grant.identity.user, vm=grant.vm.name, reason=reason,
+            duration_seconds=time.monotonic() - started,
+            bytes_in=stats.bytes_to_guest if stats else 0,
+            bytes_out=stats.bytes_from_guest if stats else 0)
     return status
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from ca.attributes import AttributeSet
 from certgate.gateway.access import (
     AccessRefused,
     AccessService,
@@ -101,11 +102,19 @@ class ReviewerAccess:
             fleet = {vm.name: vm.labels for vm in repo.list_vms(session)}
         names = set(fleet) | set(known_vm_names(self.installation.database))
         _, policy = self.access.current_policy()
-        holdings = self.access._holdings(identity, at)
+        holder, rows = self.access._holdings(identity, at)
         context = RequestContext(parse_source(source), at)
+        approved: dict[tuple[str, ...], AttributeSet] = {}
         allowed = []
         for name in sorted(names):
-            attributes, _, _ = self.access._approve(holdings, name, at)
+            # Which ACs can count for this VM depends only on their targets: approve each
+            # distinct set once, not once per VM.
+            applicable = [r for r in rows if not r.targets or name in r.targets]
+            key = tuple(r.serial for r in applicable)
+            attributes = approved.get(key)
+            if attributes is None:
+                attributes = self.access._approve((holder, applicable), name, at)[0]
+                approved[key] = attributes
             decision = decide(policy, Subject(identity.user, attributes),
                               VMInfo(name, fleet.get(name, {})), context)
             if REVIEW in decision.privileges:

@@ -4,18 +4,13 @@ Chromium driven by Playwright (never a browser download: there is no internet he
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from service_process import ServiceProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,50 +18,21 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-sync"]
 
 
-class WebProcess:
+class WebProcess(ServiceProcess):
     """``certgate web --listen 127.0.0.1:0``; the port comes from its "listening" line."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.log: list[str] = []
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(["web", "--listen", "127.0.0.1:0"], env,
+                         r"listening on https://127\.0\.0\.1:(\d+)")
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "certgate", "web", "--listen", "127.0.0.1:0"],
-            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, start_new_session=True)
-        ready = threading.Event()
-        stderr = self.proc.stderr
-        assert stderr is not None
-
-        def drain() -> None:
-            for raw in stderr:
-                line = raw.decode(errors="replace").rstrip()
-                self.log.append(line)
-                found = re.search(r"listening on https://127\.0\.0\.1:(\d+)", line)
-                if found:
-                    self.port = int(found.group(1))
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not ready.wait(timeout):
-            self.stop()
-            raise RuntimeError("certgate web did not start:\n" + "\n".join(self.log))
+    @property
+    def port(self) -> int:
+        assert self.match is not None
+        return int(self.match.group(1))
 
     @property
     def base(self) -> str:
         return f"https://localhost:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @contextmanager
@@ -85,11 +51,3 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -253,6 +253,8 @@ def test_hostile_recording_is_shown_as_text_and_runs_no_script(world: World) -> 
     assert "<script>" in page.locator("#hits .snippet").first.inner_text()
     assert page.evaluate("() => window.__pwned") is None
     assert dialogs == []
+    # The player itself works under the strict CSP (no inline script or style it needs).
+    assert not [m for m in violations if "Content Security Policy" in m], violations
     context.close()
 
 
