@@ -11,13 +11,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import asyncssh
 from cryptography.hazmat.primitives import serialization
 
 from ca.errors import MalformedInputError
 from ca.keys import PrivateKey, PublicKey, check_public_key
 from ca.timeutil import check_window
+
+if TYPE_CHECKING:
+    import asyncssh
+
+# asyncssh is imported where it is used: it costs ~0.3 s, and most commands that import this
+# module (policy check, attr grant) never touch an SSH key.
 
 USER_PRINCIPAL = "certgate"
 """The one principal every certgate user certificate carries; identity is in the key id."""
@@ -29,6 +35,8 @@ def ssh_private_key(key: PrivateKey) -> asyncssh.SSHKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    import asyncssh
+
     return asyncssh.import_private_key(pem)
 
 
@@ -36,11 +44,15 @@ def ssh_public_key(key: PublicKey) -> asyncssh.SSHKey:
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    import asyncssh
+
     return asyncssh.import_public_key(der)
 
 
 def public_key_from_ssh(key: asyncssh.SSHKey) -> PublicKey:
     """The cryptography public key inside an asyncssh key (for SPKI fingerprints)."""
+    import asyncssh
+
     try:
         der = key.export_public_key("pkcs8-der")
         loaded = serialization.load_der_public_key(der)

@@ -123,6 +123,11 @@ class Home:
     def console_logs_dir(self) -> Path:
         return self.root / "console-logs"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Derived data that can always be rebuilt (parsed policies); safe to delete."""
+        return self.root / "cache"
+
     root_cert = property(lambda self: self.ca_dir / "root.pem")
     root_key = property(lambda self: self.ca_dir / "root.key")
     aa_cert = property(lambda self: self.ca_dir / "aa.pem")

@@ -33,9 +33,9 @@ from certgate.policy import (
     Subject,
     VMInfo,
     decide,
-    load_policy,
     reachable_vms,
 )
+from certgate.policy_cache import load_policy_cached
 from certgate.store import repositories as repo
 
 EMPTY_POLICY = Policy(rules=(), description="no policy applied: everything is denied")
@@ -281,7 +281,8 @@ class AccessService:
         cache = self._policy
         with cache.lock:
             if cache.version != stored.version:
-                cache.policy = load_policy(stored.source, stored.source_name)
+                cache.policy = load_policy_cached(
+                    stored.source, stored.source_name, self.installation.home.cache_dir)
                 cache.version = stored.version
             return cache.version, cache.policy
 

@@ -36,11 +36,15 @@ from certgate.consoles.hub import Attachment, ConsoleHub
 from certgate.consoles.mux import Moderation, ObserverLeft
 from certgate.errors import CertgateError
 from certgate.gateway.access import Grant
+from certgate.gateway.memory import MemoryReleaser
 from certgate.observability.observer import GatewayObserver
 from certgate.policy import BREAK, FORCE, INTERACT, Subject, subject_tags
 from certgate.store.database import Database
 
 log = logging.getLogger(__name__)
+
+#: Returns what ended sessions freed to the system once sessions stop ending for a moment.
+_memory = MemoryReleaser()
 
 DETACH_KEY = b"\x1d"  # Ctrl-]: as with telnet and virsh console
 READ_SIZE = 65536
@@ -183,6 +187,7 @@ async def run_console_session(
             duration_seconds=time.monotonic() - started,
             bytes_in=stats.bytes_to_guest if stats else 0,
             bytes_out=stats.bytes_from_guest if stats else 0)
+        _memory.session_ended()
     return status
 
 

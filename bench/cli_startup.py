@@ -1,0 +1,147 @@
+"""Benchmark: how long a person waits for the ``certgate`` command.
+
+    python bench/cli_startup.py [--runs 7] [--rules 1000]
+
+Each figure is the median wall time of ``--runs`` fresh processes (CPU time of the child
+beside it, which load from other users of the machine disturbs less), the systems
+alternating run by run:
+
+- ``certgate --version``, against two baselines measured in the same run: the bare
+  interpreter (``python -c pass``, the floor) and importing every command module, which is
+  what every ``certgate`` invocation did before commands were loaded on demand;
+- ``certgate policy check USER VM`` on an installation (SQLite) holding a generated
+  ``--rules``-rule policy (bench/policy_decide.py's generator), with the parsed-policy cache
+  warm (every run after the first) and cold (cache directory emptied before each run), and,
+  in-process, the parse of that policy by the pure-Python YAML parser (the parse the command
+  paid before libyaml and the cache).
+
+The installation is made with the CLI itself in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from policy_decide import policy_text  # noqa: E402
+
+PASSPHRASE = "bench passphrase"
+
+
+def run(args: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float, str]:
+    """Wall seconds, child CPU seconds, stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(args, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if check and result.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(args)}: exit {result.returncode}: {result.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, result.stdout
+
+
+def certgate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "certgate", *args]
+
+
+def setup(home: Path, rules: int, env: dict[str, str]) -> None:
+    rng = random.Random(8)
+    text = policy_text(rules, 10_000, rng)
+    policy = home.parent / "policy.yaml"
+    policy.write_text(text)
+    subprocess.run(certgate("init", "--gateway-name", "gw.bench"), env=env, check=True,
+                   capture_output=True)
+    key = home.parent / "alice_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for command in (
+        ("user", "add", "alice", "--pubkey", f"{key}.pub"),
+        ("vm", "add", "t07-web-00007", "--console", "unix:/tmp/cgbench-none.sock",
+         "--label", "env=prod", "--label", "team=t07", "--label", "tier=1"),
+        ("policy", "apply", str(policy)),
+        ("attr", "grant", "alice", "role=t07-ops", "role=t07-web", "clearance=secret",
+         "grant=oncall"),
+    ):
+        subprocess.run(certgate(*command), env=env, check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--rules", type=int, default=1000)
+    options = parser.parse_args()
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    samples: dict[str, list[tuple[float, float]]] = {}
+
+    def sample(name: str, args: list[str], env: dict[str, str]) -> str:
+        wall, cpu, out = run(args, env)
+        samples.setdefault(name, []).append((wall, cpu))
+        return out
+
+    with tempfile.TemporaryDirectory(prefix="cgcli-") as tmp:
+        home = Path(tmp) / "home"
+        env = {**os.environ, "CERTGATE_HOME": str(home), "CERTGATE_CA_PASSPHRASE": PASSPHRASE}
+        setup(home, options.rules, env)
+        check = certgate("policy", "check", "alice", "t07-web-00007", "--from", "10.1.2.3")
+        out = run(check, env)[2]  # warms the policy cache
+        systems = [
+            ("python -c pass (floor)", [sys.executable, "-c", "pass"], False),
+            ("import every command module (before)",
+             [sys.executable, "-c", "from certgate.cli.main import register_all; "
+                                    "register_all()"], False),
+            ("certgate --version", certgate("--version"), False),
+            ("certgate policy check, policy cache warm", check, False),
+            ("certgate policy check, policy cache cold", check, True),
+        ]
+        for round_ in range(options.runs):
+            shift = round_ % len(systems)
+            for name, args, cold in systems[shift:] + systems[:shift]:
+                if cold:
+                    shutil.rmtree(home / "cache", ignore_errors=True)
+                sample(name, args, env)
+        import certgate.policy.yamlnodes as nodes
+        from certgate.policy.loader import load_policy
+
+        text = (Path(tmp) / "policy.yaml").read_text()
+        fast_loader = nodes._FAST_LOADER
+        parse: dict[str, float] = {}
+        for label, loader in (("libyaml", fast_loader), ("pure Python", None)):
+            nodes._FAST_LOADER = loader
+            start = time.thread_time()
+            load_policy(text, "policy.yaml")
+            parse[label] = time.thread_time() - start
+        nodes._FAST_LOADER = fast_loader
+    load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{options.runs} runs each, alternating; {os.cpu_count()} CPUs; "
+          f"Python {sys.version.split()[0]}; load average {load_start} at the start, "
+          f"{load_end} at the end; policy of {options.rules} rules")
+    print()
+    print("| command | wall, median | CPU, median | wall samples (s) |")
+    print("|---|---:|---:|---|")
+    for name, values in samples.items():
+        walls, cpus = [w for w, _ in values], [c for _, c in values]
+        print(f"| {name} | {statistics.median(walls):.3f} s | {statistics.median(cpus):.3f} s "
+              f"| {', '.join(f'{w:.2f}' for w in walls)} |")
+    print()
+    print(f"parsing the {options.rules}-rule policy in-process (CPU): libyaml "
+          f"{parse['libyaml']:.3f} s, pure-Python parser {parse['pure Python']:.3f} s")
+    print(f"policy check said: {out.strip().splitlines()[-1] if out.strip() else '(nothing)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

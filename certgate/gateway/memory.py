@@ -1,0 +1,75 @@
+"""Giving memory back to the system after sessions end.
+
+Why: a gateway that served 1,000 sessions kept their memory after they ended: glibc's malloc
+holds freed blocks (the sessions' buffers, asyncssh's and the recorder's) in its heap for
+reuse, so the process RSS stayed at its peak. ``malloc_trim(0)`` returns the free pages of
+every arena to the kernel. It walks the heap (milliseconds with a large one), so it runs
+once things have been quiet for a moment after the last session ended, not per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+QUIET_SECONDS = 2.0
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    function: Callable[[int], int] = trim
+    return function
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_free_memory() -> bool:
+    """Return the allocator's free pages to the kernel; False where there is no malloc_trim."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+class MemoryReleaser:
+    """Calls ``release_free_memory`` once sessions have stopped ending for a while."""
+
+    def __init__(self, quiet: float = QUIET_SECONDS,
+                 release: Callable[[], bool] = release_free_memory) -> None:
+        self._quiet = quiet
+        self._release = release
+        self._timer: asyncio.TimerHandle | None = None
+        self.releases = 0
+
+    def session_ended(self) -> None:
+        """Note that a session ended (re-arms the quiet timer; call from the event loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self._quiet, self._run)
+
+    def _run(self) -> None:
+        self._timer = None
+        try:
+            if self._release():
+                self.releases += 1
+        except OSError as exc:  # never let housekeeping hurt the gateway
+            log.warning("could not return free memory to the system: %s", exc)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
