@@ -13,6 +13,9 @@ request authenticated, policy-checked and audited as in production; no TLS):
              by end-reason substring, by a one-day window
   search     a rare word, a common word, two words, a word that is not there
 
+--recorded N gives only N of the sessions a recording (the same corpus in fewer, larger
+files), which makes building the index much quicker on a busy machine.
+
 Baselines in the same run: for pages, the same listing query called directly (no web
 layer); for search, the same words found with a LIKE scan over the same text stored in a
 plain table (what searching without a full-text index costs).
@@ -109,22 +112,29 @@ SPACING = timedelta(seconds=77)
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=90)
 
 
-def populate(inst: Installation, sessions: int, corpus: int, seed: int) -> tuple[int, float]:
-    """Session rows (bulk) and their recordings; returns (bytes written, seconds)."""
+def populate(inst: Installation, sessions: int, corpus: int, seed: int,
+             recorded: int) -> tuple[int, float]:
+    """Session rows (bulk) and, for ``recorded`` of them, recordings; returns (bytes
+    written, seconds)."""
     rng = random.Random(seed)
     words = vocabulary(rng)
     started = time.perf_counter()
     recordings = inst.home.recordings_dir
     base = BASE
-    per = max(200, corpus // sessions)
+    per = max(200, corpus // recorded)
+    every = max(1, sessions // recorded)
     total = 0
     rows = []
     for n in range(sessions):
         session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        path = recordings / f"{session_id}.cast"
-        text = recording(rng, words, int(per * (0.5 + rng.random())), rare=n % 5000 == 0)
-        path.write_text(text)
-        total += len(text)
+        path: Path | None = None
+        text = ""
+        if n % every == 0:
+            path = recordings / f"{session_id}.cast"
+            text = recording(rng, words, int(per * (0.5 + rng.random())),
+                             rare=n % (every * 50) == 0)
+            path.write_text(text)
+            total += len(text)
         begin = base + n * SPACING
         rows.append({
             "id": session_id, "user_name": f"user{n % USERS}", "vm": f"vm{n % VMS:03d}",
@@ -133,7 +143,8 @@ def populate(inst: Installation, sessions: int, corpus: int, seed: int) -> tuple
             "ended_at": begin + timedelta(seconds=60 + n % 3600),
             "end_reason": "access withdrawn: revoked" if n % 97 == 0 else "user detached",
             "status": "abnormal" if n % 211 == 0 else "ended", "bytes_in": 100,
-            "bytes_out": len(text), "recording_path": str(path), "recording_sha256": None,
+            "bytes_out": len(text), "recording_path": str(path) if path else None,
+            "recording_sha256": None,
         })
         if len(rows) == 5000:
             with inst.database.write() as session:
@@ -188,6 +199,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--corpus-mb", type=int, default=1024)
+    parser.add_argument("--recorded", type=int, default=None,
+                        help="sessions with a recording (default: all)")
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -206,7 +219,9 @@ def main() -> None:
         people.mkdir()
         auditor = add_person(inst, people, "auditor", "auditor")
 
-        corpus, gen_seconds = populate(inst, args.sessions, args.corpus_mb * 2**20, args.seed)
+        recorded = args.recorded or args.sessions
+        corpus, gen_seconds = populate(inst, args.sessions, args.corpus_mb * 2**20, args.seed,
+                                       recorded)
         print(f"generated {args.sessions:,} sessions, {corpus / 2**20:,.0f} MiB of recordings "
               f"in {gen_seconds:.0f} s", file=sys.stderr)
         site = build_site(inst)
@@ -270,7 +285,8 @@ def main() -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
-    print(f"\n{args.sessions:,} sessions, {corpus / 2**20:,.0f} MiB of recordings "
+    print(f"\n{args.sessions:,} sessions ({recorded:,} with recordings), "
+          f"{corpus / 2**20:,.0f} MiB of recordings "
           f"({stats.chunks:,} indexed chunks, index {index_bytes / 2**20:,.0f} MiB), "
           f"indexing {corpus / 2**20 / index_seconds:.1f} MiB/s, "
           f"{args.repeat} requests each, {os.cpu_count()} CPUs; uptime: {load.strip()}\n")

@@ -16,6 +16,7 @@ from certgate.consoles.escape import DEFAULT_ESCAPE, EscapeSequence
 from certgate.consoles.keeper import keep_mode
 from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
+from certgate.firewall.policy_groups import check_policy_groups
 from certgate.installation import Installation
 from certgate.policy import (
     Decision,
@@ -102,6 +103,7 @@ def apply_policy(inst: Installation, text: str, source_name: str) -> AppliedPoli
     policy = load_policy(text, source_name)
     fingerprint = policy_fingerprint(text)
     with inst.admin_write() as session:
+        check_policy_groups(session, policy)
         current = repo.current_policy(session)
         if current is not None and current.fingerprint == fingerprint:
             return AppliedPolicy(current, policy, unchanged=True)

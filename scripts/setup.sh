@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything certgate and its test suite need on Debian 12: system packages
-# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java) and, in the virtual environment .venv,
-# the certgate package with its test extras. Other scripts use .venv/bin/python.
+# (OpenSSH, QEMU, PostgreSQL, BouncyCastle, Java, nftables/iptables/iproute2) and, in the
+# virtual environment .venv, the certgate package with its test extras. Other scripts use .venv/bin/python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 packages=(openssh-client openssh-server qemu-system-x86 busybox-static cpio socat tmux
           postgresql libbcprov-java libbcpkix-java openssl util-linux
-          chromium fonts-dejavu-core)
+          chromium fonts-dejavu-core nftables iptables iproute2)
 # npm fetches the review site's player; systemd-analyze checks the unit file in the tests.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)

@@ -165,15 +165,16 @@ def register(*modules: Callable[[click.Group], None]) -> None:
 #: The modules of certgate.cli that add commands, in help order; each has ``add_commands``.
 COMMAND_MODULES = (
     "init_commands", "ca_commands", "user_commands", "attr_commands", "revoke_commands",
-    "db_commands", "vm_commands", "policy_commands", "ssh_cert_commands", "serve_commands",
-    "audit_commands", "web_commands", "doctor_commands", "console_commands",
+    "db_commands", "vm_commands", "sg_commands", "policy_commands", "ssh_cert_commands",
+    "serve_commands", "audit_commands", "web_commands", "doctor_commands", "console_commands",
 )
 #: Which module defines each top-level command (lets one command load alone). A command
 #: missing here still works: an unknown name loads every module.
 _COMMAND_MODULES = {
     "init": "init_commands", "ca": "ca_commands", "user": "user_commands",
     "attr": "attr_commands", "revoke": "revoke_commands", "crl": "revoke_commands",
-    "db": "db_commands", "vm": "vm_commands", "policy": "policy_commands",
+    # sg_commands adds "sg" and the "vm" group with its "nic" subcommands.
+    "db": "db_commands", "vm": "sg_commands", "sg": "sg_commands", "policy": "policy_commands",
     "ssh-cert": "ssh_cert_commands", "serve": "serve_commands", "demo": "serve_commands",
     "audit": "audit_commands", "web": "web_commands", "doctor": "doctor_commands",
     "console": "console_commands",

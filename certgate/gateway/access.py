@@ -25,6 +25,7 @@ from ca.errors import CAError, VerificationError
 from ca.serials import format_serial, parse_serial
 from ca.verify import verify_attribute_certificate, verify_identity_certificate
 from certgate.errors import CertgateError
+from certgate.firewall.policy_groups import groups_generation, policy_with_groups
 from certgate.installation import Installation
 from certgate.policy import (
     Decision,
@@ -85,6 +86,7 @@ class Grant:
 class _PolicyCache:
     version: int = -1
     policy: Policy = EMPTY_POLICY
+    groups_generation: int = -1  # of the security groups a from_group policy was resolved with
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -274,16 +276,24 @@ class AccessService:
     # -- policy -------------------------------------------------------------------------------
 
     def current_policy(self) -> tuple[int, Policy]:
+        """The policy in force, with ``from_group`` sources resolved; cached per policy version
+        and, for a policy that uses security groups, per groups generation."""
+        cache = self._policy
         with self.database.read() as session:
             stored = repo.current_policy(session)
-        if stored is None:
-            return 0, EMPTY_POLICY
-        cache = self._policy
+            if stored is None:
+                return 0, EMPTY_POLICY
+            # Only a policy that takes sources from security groups pays for this lookup.
+            current = cache.version == stored.version and not cache.policy.source_groups
+            generation = -1 if current else groups_generation(session)
         with cache.lock:
-            if cache.version != stored.version:
-                cache.policy = load_policy_cached(
+            if cache.version != stored.version or (
+                    generation != -1 and generation != cache.groups_generation):
+                policy = load_policy_cached(
                     stored.source, stored.source_name, self.installation.home.cache_dir)
-                cache.version = stored.version
+                with self.database.read() as session:
+                    cache.policy = policy_with_groups(session, policy)
+                cache.version, cache.groups_generation = stored.version, generation
             return cache.version, cache.policy
 
     def decide(

@@ -53,6 +53,8 @@ def _rule(rule: Rule) -> dict[str, Any]:
     when: dict[str, Any] = {}
     if rule.source_cidrs:
         when["sources"] = [str(n) for n in rule.source_cidrs]
+    if rule.source_groups:
+        when["from_group"] = list(rule.source_groups)
     if rule.time_windows:
         when["time"] = [
             {

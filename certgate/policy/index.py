@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import translate
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv6Address
 
 from ca.attributes import AttributeSet, ClearanceLevel
 from certgate.policy.evaluate import (
@@ -38,7 +38,7 @@ from certgate.policy.evaluate import (
     scan_rules,
     strictest,
 )
-from certgate.policy.matching import source_matches, time_matches
+from certgate.policy.matching import rule_source_matches, time_matches
 from certgate.policy.model import (
     ALL_PRIVILEGES,
     Rule,
@@ -182,7 +182,7 @@ class _Conditions:
     is_deny: bool
     min_clearance: ClearanceLevel | None
     grants: frozenset[str]
-    sources: tuple[IPv4Network | IPv6Network, ...]
+    source_rule: Rule | None  # the rule itself when it has a source whitelist
     windows: tuple[TimeWindow, ...]
 
     def hold(
@@ -197,8 +197,8 @@ class _Conditions:
             return False
         if self.grants and not self.grants.issubset(attributes.grants):
             return False
-        if self.sources and not source_matches(
-            self.sources, address, unknown_matches=self.is_deny
+        if self.source_rule is not None and not rule_source_matches(
+            self.source_rule, address, unknown_matches=self.is_deny
         ):
             return False
         return not self.windows or time_matches(self.windows, at)
@@ -239,7 +239,7 @@ class PolicyIndex:
                 is_deny=rule.effect == "deny",
                 min_clearance=rule.min_clearance,
                 grants=frozenset(rule.grants),
-                sources=rule.source_cidrs,
+                source_rule=rule if rule.source_cidrs or rule.source_groups else None,
                 windows=rule.time_windows,
             )
             for rule in rules
@@ -247,7 +247,7 @@ class PolicyIndex:
         self._unconditional = 0
         for i, rule in enumerate(rules):
             if not (rule.min_clearance is not None or rule.grants or rule.source_cidrs
-                    or rule.time_windows):
+                    or rule.source_groups or rule.time_windows):
                 self._unconditional |= 1 << i
         self._grants = [implied_privileges(rule.privileges) for rule in rules]
         self._withdraws = [

@@ -34,6 +34,7 @@ from certgate.policy.values import (
     parse_hours,
 )
 from certgate.policy.yamlnodes import Cursor, compose_document
+from certgate.secgroups.names import parse_group_name
 
 __all__ = ["PolicyError", "load_policy", "normalize_policy_text", "policy_fingerprint"]
 
@@ -102,7 +103,7 @@ def _rule(cursor: Cursor) -> Rule:
     privileges = _privileges(entries["privileges"]) if "privileges" in entries else frozenset()
     if effect == "allow" and not privileges:
         raise cursor.error("an allow rule must list 'privileges' (e.g. [console.view])")
-    sources, windows = _when(entries["when"]) if "when" in entries else ((), ())
+    sources, groups, windows = _when(entries["when"]) if "when" in entries else ((), (), ())
     limits = _SessionLimits()
     if "session" in entries:
         if effect == "deny":
@@ -120,6 +121,7 @@ def _rule(cursor: Cursor) -> Rule:
         grants=require.grants,
         privileges=privileges,
         source_cidrs=sources,
+        source_groups=groups,
         time_windows=windows,
         max_session=limits.max_session,
         idle_timeout=limits.idle,
@@ -196,8 +198,10 @@ def _privileges(cursor: Cursor) -> frozenset[str]:
     return frozenset(found)
 
 
-def _when(cursor: Cursor) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[TimeWindow, ...]]:
-    entries = cursor.mapping(["sources", "time"])
+def _when(
+    cursor: Cursor,
+) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[str, ...], tuple[TimeWindow, ...]]:
+    entries = cursor.mapping(["sources", "from_group", "time"])
     if not entries:
         raise cursor.error("must not be empty (leave 'when' out for no conditions)")
     sources = (
@@ -205,13 +209,18 @@ def _when(cursor: Cursor) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[
         if "sources" in entries
         else ()
     )
+    groups: tuple[str, ...] = ()
+    if "from_group" in entries:
+        group_cursor = entries["from_group"]
+        items = group_cursor.sequence() if group_cursor.is_sequence() else [group_cursor]
+        groups = tuple(item.parsed(parse_group_name) for item in items)
     windows: list[TimeWindow] = []
     if "time" in entries:
         time_cursor = entries["time"]
         items = time_cursor.sequence() if time_cursor.is_sequence() else [time_cursor]
         for item in items:
             windows.extend(_time_windows(item))
-    return sources, tuple(windows)
+    return sources, groups, tuple(windows)
 
 
 def _time_windows(cursor: Cursor) -> list[TimeWindow]:

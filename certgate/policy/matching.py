@@ -69,12 +69,30 @@ def source_failures(
     An unknown address (``None``) matches only when ``unknown_matches`` -- the evaluator passes
     False for allow rules and True for deny rules, so not knowing the source fails closed.
     """
-    if source_matches(rule.source_cidrs, address, unknown_matches=unknown_matches):
+    if rule_source_matches(rule, address, unknown_matches=unknown_matches):
         return []
-    whitelist = _listing([str(n) for n in rule.source_cidrs])
+    networks = rule.effective_sources
+    whitelist = _listing([str(n) for n in networks]) if networks else "(empty)"
+    if rule.source_groups:
+        whitelist = f"{whitelist} (security group(s) {_listing(list(rule.source_groups))})"
     if address is None:
         return [f"source address unknown; whitelist {whitelist}"]
     return [f"source {address} not in whitelist {whitelist}"]
+
+
+def rule_source_matches(
+    rule: Rule, address: IPv4Address | IPv6Address | None, *, unknown_matches: bool
+) -> bool:
+    """Whether ``address`` is in the rule's whitelist: its CIDRs and its security groups'.
+
+    A rule with security groups whose whitelist is empty matches no known address.
+    """
+    if not rule.source_groups:
+        return source_matches(rule.source_cidrs, address, unknown_matches=unknown_matches)
+    networks = rule.effective_sources
+    if address is None:
+        return unknown_matches
+    return bool(networks) and source_matches(networks, address, unknown_matches=unknown_matches)
 
 
 def source_matches(

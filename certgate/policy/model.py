@@ -83,6 +83,10 @@ CLEARANCE_BY_NAME: Final[Mapping[str, ClearanceLevel]] = {
 
 DAY_NAMES: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
+#: Every source address, IPv4 and IPv6.
+EVERYWHERE: Final[tuple[IPv4Network | IPv6Network, ...]] = (
+    IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
+
 
 @dataclass(frozen=True)
 class SourceLocation:
@@ -125,6 +129,9 @@ class Rule:
     one entry of one of them; ``min_clearance`` and every one of ``grants`` must hold besides.
     ``privileges`` as written; for a deny rule an empty set means "all privileges".
     ``source_cidrs`` empty means any source; ``time_windows`` empty means any time.
+    ``source_groups`` names security groups whose ingress whitelists are sources too; their
+    networks are ``group_cidrs``, filled in by ``resolve_source_groups`` where the policy is
+    loaded (None until then, and an unresolved rule fails closed).
     """
 
     name: str
@@ -138,6 +145,8 @@ class Rule:
     grants: tuple[str, ...] = ()
     privileges: frozenset[str] = frozenset()
     source_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
+    source_groups: tuple[str, ...] = ()
+    group_cidrs: tuple[IPv4Network | IPv6Network, ...] | None = field(default=None, compare=False)
     time_windows: tuple[TimeWindow, ...] = ()
     max_session: timedelta | None = None
     idle_timeout: timedelta | None = None
@@ -150,6 +159,16 @@ class Rule:
     on_observer_leave: str = "pause"
     location: SourceLocation = field(default=SourceLocation("<policy>", 0, 0), compare=False)
     description: str | None = None
+
+    @property
+    def effective_sources(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """``source_cidrs`` and the networks of ``source_groups``. Unresolved groups add
+        nothing to an allow rule and every address to a deny rule: they fail closed."""
+        if not self.source_groups:
+            return self.source_cidrs
+        if self.group_cidrs is None:
+            return self.source_cidrs + (EVERYWHERE if self.effect == "deny" else ())
+        return self.source_cidrs + self.group_cidrs
 
     @property
     def has_principals(self) -> bool:
@@ -169,6 +188,11 @@ class Policy:
         from certgate.policy.index import PolicyIndex  # the index builds on the evaluator
 
         return PolicyIndex(self.rules)
+
+    @cached_property
+    def source_groups(self) -> frozenset[str]:
+        """Every security group a rule takes its source whitelist from."""
+        return frozenset(g for rule in self.rules for g in rule.source_groups)
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` if there is none."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -226,3 +227,67 @@ class ReviewTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str | None] = mapped_column(String(64))
+
+
+class SecurityGroupRow(Base):
+    """A security group: a named whitelist (see certgate.secgroups.model)."""
+
+    __tablename__ = "security_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    restrict_egress: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SecurityRuleRow(Base):
+    """One rule of a group; the peer is ``cidr`` or ``remote_group_id``, never both."""
+
+    __tablename__ = "security_group_rules"
+    __table_args__ = (Index("ix_security_group_rules_group", "group_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))  # ingress | egress
+    protocol: Mapped[str] = mapped_column(String(8))  # tcp | udp | icmp | any
+    port_first: Mapped[int | None] = mapped_column(Integer)
+    port_last: Mapped[int | None] = mapped_column(Integer)
+    cidr: Mapped[str | None] = mapped_column(String(64))
+    remote_group_id: Mapped[int | None] = mapped_column(ForeignKey("security_groups.id"))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VMNicRow(Base):
+    """A VM's interface as the host names it (tap/vif/veth) and the addresses it owns."""
+
+    __tablename__ = "vm_nics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"))
+    ifname: Mapped[str] = mapped_column(String(16), unique=True)
+    addresses: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VMNicGroupRow(Base):
+    """A NIC's membership of a group; ``position`` keeps the order the groups were given in."""
+
+    __tablename__ = "vm_nic_groups"
+
+    nic_id: Mapped[int] = mapped_column(
+        ForeignKey("vm_nics.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(ForeignKey("security_groups.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class SecurityGroupStateRow(Base):
+    """One row: bumped by every security-group change, so readers (the gateway's policy
+    cache) can tell in one primary-key lookup whether the groups changed."""
+
+    __tablename__ = "security_group_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)

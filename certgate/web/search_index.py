@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS recordings (
     chunks INTEGER NOT NULL,
     indexed_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS recordings_ended ON recordings(ended_at);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(
     text, session_id UNINDEXED, vm UNINDEXED, t_start UNINDEXED, t_end UNINDEXED,
     tokenize = 'unicode61 remove_diacritics 2'

@@ -79,9 +79,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("review")
     gateway = start_gateway(root)
     sockets = Path(tempfile.mkdtemp(prefix="cgw-", dir="/tmp"))  # sun_path is short
-    hostile = RecordingConsole(sockets / "hostile.sock", banner=HOSTILE_OUTPUT.encode())
     web = WebProcess(gateway.process.env)
+    hostile: RecordingConsole | None = None
     try:
+        hostile = RecordingConsole(sockets / "hostile.sock", banner=HOSTILE_OUTPUT.encode())
         add_vm(gateway.inst, "vm01", f"exec:{sys.executable} {STANDIN}", {"env": "lab"})
         add_vm(gateway.inst, "vm-hostile", f"unix:{hostile.path}", {"env": "lab"})
         apply_policy(gateway.inst, REVIEW_POLICY, "review-policy.yaml")
@@ -108,7 +109,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                         sessions["vm-hostile"], gateway.home.root_cert)
     finally:
         web.stop()
-        hostile.close()
+        if hostile is not None:
+            hostile.close()
         stop_gateway(gateway)
         shutil.rmtree(sockets, ignore_errors=True)
 
