@@ -27,6 +27,7 @@ from ca.attribute_issuer import (
 from ca.attributes import AttributeSet
 from ca.errors import CAError, MalformedInputError
 from ca.name_codec import single_directory_name
+from ca.pem import check_size, decode_pem, looks_like_pem
 
 __all__ = [
     "PEM_LABEL",
@@ -68,15 +69,10 @@ def attribute_certificate_pem(der: bytes) -> bytes:
 
 
 def _der_from(data: bytes) -> bytes:
-    if not pem.detect(data):
+    check_size(data, "attribute certificate")
+    if not looks_like_pem(data):
         return data
-    try:
-        label, _headers, der = pem.unarmor(data.strip())
-    except ValueError as exc:
-        raise MalformedInputError(f"attribute certificate PEM is malformed: {exc}") from None
-    if label != PEM_LABEL:
-        raise MalformedInputError(f"expected a PEM block labelled {PEM_LABEL!r}, found {label!r}")
-    return bytes(der)
+    return decode_pem(data, (PEM_LABEL,), "attribute certificate")[1]
 
 
 def _utc(value: object, what: str) -> datetime:

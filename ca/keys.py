@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ca.errors import KeyFileError, MalformedInputError
 from ca.files import write_atomically
+from ca.pem import check_size, decode_pem, looks_like_pem
 
 KeyAlgorithm = Literal["ed25519", "ecdsa-p256", "rsa-3072"]
 KEY_ALGORITHMS: tuple[str, ...] = get_args(KeyAlgorithm)
@@ -69,12 +70,18 @@ def check_private_key(key: object, what: str = "private key") -> PrivateKey:
     raise MalformedInputError(f"{what}: key type {type(key).__name__} is not supported")
 
 
+MAX_KEY_BYTES = 64 * 1024
+"""A public key (even RSA-16384 with a long comment) is far smaller."""
+
+
 def load_public_key(data: bytes) -> PublicKey:
     """Load a PEM SubjectPublicKeyInfo, DER SPKI, or an OpenSSH public key line."""
+    check_size(data, "public key", MAX_KEY_BYTES)
     text = data.strip()
     try:
-        if text.startswith(b"-----BEGIN"):
-            key: object = serialization.load_pem_public_key(text)
+        if looks_like_pem(text):
+            _, der = decode_pem(text, ("PUBLIC KEY", "RSA PUBLIC KEY"), "public key")
+            key: object = serialization.load_der_public_key(der)
         elif text.startswith((b"ssh-", b"ecdsa-sha2-")):
             key = serialization.load_ssh_public_key(text)
         else:
@@ -88,14 +95,15 @@ def load_public_key(data: bytes) -> PublicKey:
 
 def load_csr(data: bytes) -> x509.CertificateSigningRequest:
     """Load a PEM or DER CSR and insist that it is signed by the key it carries."""
+    check_size(data, "certificate signing request")
+    if looks_like_pem(data):
+        _, data = decode_pem(data, ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"),
+                             "certificate signing request")
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            csr = x509.load_pem_x509_csr(data.strip())
-        else:
-            csr = x509.load_der_x509_csr(data)
+        csr = x509.load_der_x509_csr(data)
         key = csr.public_key()
         valid = csr.is_signature_valid
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise MalformedInputError(f"not a certificate signing request: {exc}") from None
     check_public_key(key, "CSR public key")
     if not valid:

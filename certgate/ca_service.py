@@ -127,6 +127,11 @@ class CAService:
         """
         if days < 1:
             raise CertgateError("--days must be at least 1")
+        maximum = self.config.limits.max_identity_lifetime
+        if days > maximum.days:
+            raise CertgateError(
+                f"--days {days} exceeds the maximum identity certificate lifetime of "
+                f"{maximum.days} days (limits.max_identity_lifetime in certgate.toml)")
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
         cert = builders.build_identity_certificate(
             self.root_certificate,
@@ -190,6 +195,7 @@ class CAService:
         for request in requests:
             if request.valid_for <= timedelta(0):
                 raise CertgateError("--valid must be a positive duration")
+            self.config.limits.check_lifetime("attribute", request.valid_for)
         issued: list[repo.IssuedCertificate] = []
         events: list[AuditEvent] = []
         with self.installation.admin_write() as session:

@@ -30,16 +30,15 @@ from certgate.policy import (
 )
 from certgate.store import repositories as repo
 
-VM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-MAX_SSH_CERT_VALIDITY = timedelta(days=7)
+VM_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not LABEL.match(key) or not LABEL.match(value):
+        if not sep or not LABEL.fullmatch(key) or not LABEL.fullmatch(value):
             raise CertgateError(f"label {item!r}: expected key=value (letters, digits, . _ -)")
         labels[key] = value
     return labels
@@ -48,7 +47,7 @@ def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
 def add_vm(inst: Installation, name: str, console_uri: str, labels: dict[str, str], *,
            keep: str | None = None, escape: str | None = None) -> repo.VM:
     """Register a VM; ``keep``/``escape`` None mean the defaults (see consoles.keeper)."""
-    if not VM_NAME.match(name):
+    if not VM_NAME.fullmatch(name):
         raise CertgateError(
             f"VM name {name!r}: use lower-case letters, digits, '.', '_' or '-' (max 64)"
         )
@@ -148,13 +147,15 @@ def issue_ssh_certificate(
     inst: Installation, user: str, public_key: keys.PublicKey, valid_for: timedelta
 ) -> tuple[bytes, str]:
     """A short-lived OpenSSH user certificate bound to the user's current identity."""
-    if not timedelta(0) < valid_for <= MAX_SSH_CERT_VALIDITY:
-        raise CertgateError("--valid must be positive and at most 7d (short-lived by design)")
+    if valid_for <= timedelta(0):
+        raise CertgateError("--valid must be a positive duration")
+    inst.config.limits.check_lifetime("ssh", valid_for)
     ca_key = keys.read_private_key(inst.home.ssh_ca_key, inst.passphrase())
     with inst.admin_write() as session:
         identity = inst.ca.current_identity(session, user)
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-        end = min(start + valid_for, identity.not_after)
+        now = datetime.now(UTC).replace(microsecond=0)
+        start = now - timedelta(minutes=1)  # clock skew; the lifetime counts from now
+        end = min(now + valid_for, identity.not_after)
         serial = ssh_certs.new_ssh_serial()
         line = ssh_certs.build_user_certificate(
             ca_key, public_key, key_id=f"{user}:{identity.serial}", serial=serial,

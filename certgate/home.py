@@ -8,13 +8,15 @@ config and (by default) an SQLite database. Several gateway replicas share state
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certgate.errors import HomeError
+from certgate.limits import Limits
 
 HOME_ENV = "CERTGATE_HOME"
 PASSPHRASE_ENV = "CERTGATE_CA_PASSPHRASE"
@@ -22,6 +24,9 @@ PASSPHRASE_FILE_ENV = "CERTGATE_CA_PASSPHRASE_FILE"
 """A file holding the passphrase, e.g. a systemd credential (``$CREDENTIALS_DIRECTORY``)."""
 MAX_PASSPHRASE_FILE = 4096
 DATABASE_URL_ENV = "CERTGATE_DATABASE_URL"
+DATABASE_PASSWORD_ENV = "CERTGATE_DATABASE_PASSWORD"
+MAX_CONFIG_BYTES = 1 << 16
+MAX_PASSWORD_FILE_BYTES = 4096
 CONFIG_NAME = "certgate.toml"
 
 
@@ -35,6 +40,8 @@ class HomeConfig:
     crl_url: str | None = None
     web_url: str | None = None
     """Where reviewers reach ``certgate web`` (sign-in links printed by the gateway)."""
+    database_password_file: str | None = None
+    limits: Limits = field(default_factory=Limits)
 
     def to_toml(self) -> str:
         lines = [
@@ -55,16 +62,29 @@ class HomeConfig:
             lines.append(f"crl_url = {_toml_str(self.crl_url)}")
         if self.web_url:
             lines.append(f"web_url = {_toml_str(self.web_url)}")
+        if self.database_password_file:
+            lines.append(f"database_password_file = {_toml_str(self.database_password_file)}")
+        lines += ["", "# Optional limits (docs/hardening.md), e.g.:", "# [limits]",
+                  '# max_identity_lifetime = "825d"', "# max_auth_tries = 6"]
         return "\n".join(lines) + "\n"
+
+    @property
+    def holds_password(self) -> bool:
+        """True when ``database_url`` carries a password (the file must then be 0600)."""
+        return bool(self.database_url and make_url_password(self.database_url))
 
     @classmethod
     def from_toml(cls, text: str, source: str) -> HomeConfig:
         try:
-            data: dict[str, Any] = tomllib.loads(text).get("certgate", {})
+            document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise HomeError(f"{source}: {exc}") from exc
+        data: dict[str, Any] = document.get("certgate", {})
+        limits_table = document.get("limits", {})
+        if not isinstance(data, dict) or not isinstance(limits_table, dict):
+            raise HomeError(f"{source}: [certgate] and [limits] must be tables")
         known = {"gateway_name", "database_url", "listen_host", "listen_port",
-                 "encrypted_keys", "crl_url", "web_url"}
+                 "encrypted_keys", "crl_url", "database_password_file", "web_url"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise HomeError(f"{source}: unknown setting(s) {', '.join(unknown)}")
@@ -77,6 +97,8 @@ class HomeConfig:
                 encrypted_keys=bool(data.get("encrypted_keys", True)),
                 crl_url=data.get("crl_url"),
                 web_url=data.get("web_url"),
+                database_password_file=data.get("database_password_file"),
+                limits=Limits.from_table(limits_table, source),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise HomeError(f"{source}: missing or invalid setting {exc}") from exc
@@ -154,13 +176,79 @@ class Home:
 
     def config(self) -> HomeConfig:
         self.require()
-        return HomeConfig.from_toml(self.config_path.read_text("utf-8"), str(self.config_path))
+        path = self.config_path
+        try:
+            with path.open("rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                data = handle.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise HomeError(f"cannot read {path}: {exc.strerror}") from exc
+        if len(data) > MAX_CONFIG_BYTES:
+            raise HomeError(f"{path} is too large (more than {MAX_CONFIG_BYTES} bytes)")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HomeError(f"{path} is not UTF-8 text") from None
+        config = HomeConfig.from_toml(text, str(path))
+        if config.holds_password and stat.S_IMODE(mode) & 0o077:
+            raise HomeError(f"refusing {path}: it holds a database password and is readable "
+                            "by group or others (chmod 600, or move the password to "
+                            f"database_password_file or {DATABASE_PASSWORD_ENV})")
+        return config
 
     def database_url(self) -> str:
         override = os.environ.get(DATABASE_URL_ENV)
-        if override:
-            return override
-        return self.config().database_url or f"sqlite:///{self.sqlite_path}"
+        config = None if override else self.config()
+        url = override or (config.database_url if config else None)
+        if not url:
+            return f"sqlite:///{self.sqlite_path}"
+        password = os.environ.get(DATABASE_PASSWORD_ENV)
+        if password is None and config is not None and config.database_password_file:
+            password = read_password_file(self.root / config.database_password_file)
+        return with_password(url, password) if password else url
+
+
+def make_url_password(url: str) -> str | None:
+    from sqlalchemy.engine import make_url  # only configs with a database URL need it
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+        return None if password is None else str(password)
+    except ArgumentError:
+        return None
+
+
+def with_password(url: str, password: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).set(password=password).render_as_string(hide_password=False)
+    except ArgumentError as exc:
+        raise HomeError(f"invalid database_url: {exc}") from None
+
+
+def read_password_file(path: Path) -> str:
+    """The database password from its own file: 0600, one line, bounded."""
+    try:
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise HomeError(f"cannot read the database password file {path}: "
+                        f"{exc.strerror}") from exc
+    if stat.S_IMODE(mode) & 0o077:
+        raise HomeError(f"refusing {path}: readable by group or others (chmod 600)")
+    if len(data) > MAX_PASSWORD_FILE_BYTES:
+        raise HomeError(f"the database password file {path} is too large")
+    try:
+        password = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise HomeError(f"the database password file {path} is not UTF-8") from None
+    if not password or "\n" in password:
+        raise HomeError(f"the database password file {path} must hold one line")
+    return password
 
 
 def _passphrase_file(path: Path) -> bytes:

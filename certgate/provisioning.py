@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import authority as builders
 from ca import keys, ssh_certs
+from ca.files import write_atomically
 from ca.serials import format_serial
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import AuditLog
@@ -149,7 +150,10 @@ def _populate(
         encrypted_keys=passphrase is not None,
         crl_url=options.crl_url,
     )
-    staging.config_path.write_text(config.to_toml(), "utf-8")
+    # A database password in the URL makes the config a secret (better: database_password_file
+    # or CERTGATE_DATABASE_PASSWORD).
+    write_atomically(staging.config_path, config.to_toml().encode("utf-8"),
+                     0o600 if config.holds_password else 0o644)
 
     if options.database_url is None:
         # SQLite gives its -wal and -shm files the database file's mode: keep all three 0600.

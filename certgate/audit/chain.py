@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,43 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 OUTCOMES = ("allow", "deny", "ok", "error")
+
+# Widths of the audit_events columns (certgate.store.schema), enforced identically on SQLite
+# and PostgreSQL by CHECK constraints. Values arrive from strangers (a 1,023-byte SSH login
+# name, say): ``bounded`` makes every one fit, so no client-supplied value can fail a batch.
+COLUMN_WIDTHS: dict[str, int] = {
+    "event_type": 64,
+    "actor": 128,
+    "outcome": 16,
+    "user": 64,
+    "vm": 64,
+    "serial": 48,
+    "source": 64,
+    "session_id": 36,
+}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_HASH_SUFFIX = 17  # "~" and 16 hex digits of SHA-256
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def bounded(value: str | None, width: int) -> str | None:
+    """``value`` made storable in a column of ``width`` characters, recognisably.
+
+    Control characters (NUL included, which PostgreSQL text cannot hold) become ``\\xNN``
+    escapes; an over-long value keeps its head and gains ``~`` plus 16 hex digits of the
+    SHA-256 of the original, so repeated attempts with one long name still group together.
+    """
+    if value is None:
+        return None
+    clean = _UNSAFE.sub(_escape_unsafe, value)
+    if len(clean) <= width:
+        return clean
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{clean[:width - _HASH_SUFFIX]}~{digest}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +75,17 @@ class AuditEvent:
     def __post_init__(self) -> None:
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {self.outcome!r}")
+        for name, width in COLUMN_WIDTHS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"audit field {name} must be text, not {type(value).__name__}")
+            if len(value) <= width and value.isascii() and value.isprintable():
+                continue  # the common case, kept cheap: appends are on the login path
+            fitted = bounded(value, width)
+            if fitted != value:
+                object.__setattr__(self, name, fitted)
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,20 @@ from certgate.errors import CertgateError, NotFoundError
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
 
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_RELATIVE = re.compile(r"([0-9]{1,12})([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_time(text: str, *, option: str, now: datetime | None = None) -> datetime:
     """ISO 8601 (a time without a zone is UTC) or a relative age like ``2h`` or ``7d`` (ago)."""
     value = text.strip()
-    match = _RELATIVE.match(value)
+    match = _RELATIVE.fullmatch(value)
     if match:
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+        except OverflowError:
+            raise CertgateError(f"{option}: {text!r} reaches back before the year 1") from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -27,14 +27,18 @@ from certgate.errors import CertgateError
 
 FLUSH_INTERVAL = 1.0
 MAX_BUFFER = 64 * 1024
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def recording_path(recordings_dir: Path, session_id: str) -> Path:
     """Where a session's recording lives; the id must be a plain file name."""
-    if not _SESSION_ID.match(session_id):
+    if not _SESSION_ID.fullmatch(session_id):
         raise CertgateError(f"session id {session_id!r} cannot name a recording file")
     return recordings_dir / f"{session_id}.cast"
+
+
+LIMIT_NOTE_ROOM = 256
+"""Bytes kept free under ``max_bytes`` for the note that says the limit was reached."""
 
 
 _OTHER_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r")
@@ -82,8 +86,11 @@ class AsciicastWriter:
         clock: Callable[[], float] = time.monotonic,
         wall_time: float | None = None,
         flush_interval: float = FLUSH_INTERVAL,
+        max_bytes: int | None = None,
     ) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.limit_reached = False
         self.record_input = record_input
         self._clock = clock
         self._start = clock()
@@ -170,7 +177,18 @@ class AsciicastWriter:
     def _append(self, event: list[Any]) -> None:
         if self._closed:
             raise CertgateError(f"recording {self.path} is already closed")
+        if self.limit_reached:
+            return
         self._queue(event)
+        if (self.max_bytes is not None
+                and self.bytes_written + self._pending_size > self.max_bytes - LIMIT_NOTE_ROOM):
+            self._pending_size -= len(self._pending.pop())
+            self.limit_reached = True
+            self._queue([event[0], "o", f"\r\n[certgate: recording limit of {self.max_bytes} "
+                                        "bytes reached; the rest of this session is not "
+                                        "recorded]\r\n"])
+            self._write_out()
+            return
         now = self._clock()
         if self._oldest_pending is None:
             self._oldest_pending = now

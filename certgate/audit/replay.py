@@ -7,6 +7,7 @@ compression are tested without sleeping; ``play`` only sleeps and writes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from certgate.errors import CertgateError
 
 SKIP_IDLE_SECONDS = 1.0
+MAX_LINE_CHARS = 1 << 20
+"""The recorder writes events of at most a few KiB; a longer line is not one of ours."""
 
 
 @dataclass(frozen=True)
@@ -25,32 +28,57 @@ class CastEvent:
     data: str
 
 
+def _json_line(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _MALFORMED
+
+
+_MALFORMED = object()
+
+
+def parse_event(value: Any) -> CastEvent | None:
+    """An asciicast v2 event ``[time, code, data]``, or None when ``value`` is not one."""
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    t, code, data = value
+    if (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+            or t < 0 or not isinstance(code, str) or not isinstance(data, str)):
+        return None
+    return CastEvent(float(t), code, data)
+
+
 def read_cast(path: Path) -> tuple[dict[str, Any], Iterator[CastEvent]]:
-    """The header and a stream of events; a torn last line (a crash mid-write) is ignored."""
+    """The header and a stream of events; a torn last line (a crash mid-write) is ignored.
+
+    The file is outside data (anyone with write access to the recordings directory): lines
+    are bounded, and anything that is not an asciicast v2 event is a ``CertgateError``.
+    """
     try:
         handle = path.open("r", encoding="utf-8", errors="replace")
     except OSError as exc:
         raise CertgateError(f"cannot open recording {path}: {exc.strerror}") from exc
-    first = handle.readline()
-    try:
-        header = json.loads(first)
-    except ValueError:
-        handle.close()
-        raise CertgateError(f"{path} is not an asciicast v2 recording") from None
+    first = handle.readline(MAX_LINE_CHARS + 1)
+    header = _json_line(first) if len(first) <= MAX_LINE_CHARS else _MALFORMED
     if not isinstance(header, dict) or header.get("version") != 2:
         handle.close()
         raise CertgateError(f"{path} is not an asciicast v2 recording")
 
     def events() -> Iterator[CastEvent]:
         with handle:
-            for number, line in enumerate(handle, 2):
-                try:
-                    t, code, data = json.loads(line)
-                except ValueError:
+            number = 1
+            while line := handle.readline(MAX_LINE_CHARS + 1):
+                number += 1
+                if len(line) > MAX_LINE_CHARS:
+                    raise CertgateError(f"{path}:{number}: event longer than "
+                                        f"{MAX_LINE_CHARS} characters")
+                event = parse_event(_json_line(line))
+                if event is None:
                     if line.endswith("\n"):
-                        raise CertgateError(f"{path}:{number}: malformed event") from None
+                        raise CertgateError(f"{path}:{number}: malformed event")
                     return
-                yield CastEvent(float(t), str(code), str(data))
+                yield event
 
     return header, events()
 

@@ -4,6 +4,10 @@ Durable appends cost one commit (one fsync) each; a busy gateway can have hundre
 in flight. ``AuditWriter`` collects whatever is waiting, appends it with one ``record_many``
 in a worker thread and only then resolves each caller's future, so ``await append(event)``
 still means "this event is committed" while the commit cost is shared by the whole batch.
+
+A batch that fails is split in halves and retried, down to single events: one event the
+database refuses costs only its own caller, never the other events (and logins) it was
+batched with. A failure that is not about one event (the database is down) fails them all.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class AuditWriter:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        self.split_batches = 0
 
     async def _commit_in_thread(self, events: Sequence[AuditEvent]) -> list[ChainEntry]:
         return await asyncio.to_thread(self._log.record_many, events)
@@ -86,18 +91,28 @@ class AuditWriter:
             while len(batch) < self._max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                entries = await self._commit([event for event, _ in batch])
-            except Exception as exc:  # every waiter must hear about the failure
-                error = exc if isinstance(exc, AuditError) else AuditError(
-                    f"cannot write the audit log: {exc}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                self.batches += 1
-                for (_, future), entry in zip(batch, entries, strict=True):
-                    if not future.done():
-                        future.set_result(entry)
+                await self._commit_or_split(batch)
             finally:
                 for _ in batch:
                     queue.task_done()
+
+    async def _commit_or_split(self, batch: list[_Pending]) -> None:
+        try:
+            entries = await self._commit([event for event, _ in batch])
+        except Exception as exc:  # every waiter must hear about the failure
+            if len(batch) > 1:
+                self.split_batches += 1
+                middle = len(batch) // 2
+                await self._commit_or_split(batch[:middle])
+                await self._commit_or_split(batch[middle:])
+                return
+            error = exc if isinstance(exc, AuditError) else AuditError(
+                f"cannot write the audit log: {exc}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+        else:
+            self.batches += 1
+            for (_, future), entry in zip(batch, entries, strict=True):
+                if not future.done():
+                    future.set_result(entry)

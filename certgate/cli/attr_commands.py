@@ -13,7 +13,7 @@ from ca.errors import MalformedInputError
 from ca.serials import format_serial, parse_serial
 from certgate.ca_service import GrantRequest
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
-from certgate.cli.streams import read_input, write_output
+from certgate.cli.streams import read_input, say, write_output
 from certgate.cli.values import parse_duration_option
 from certgate.errors import CertgateError
 from certgate.store import repositories as repo
@@ -72,11 +72,11 @@ def attr_list(app: AppContext, name: str | None, show_all: bool, as_json: bool) 
     if as_json:
         emit_json([c.summary(at) for c in certs])
         return
-    click.echo(f"{'SERIAL':<41} {'USER':<16} {'STATE':<13} {'UNTIL':<26} ATTRIBUTES")
+    say(f"{'SERIAL':<41} {'USER':<16} {'STATE':<13} {'UNTIL':<26} ATTRIBUTES")
     for c in certs:
         targets = f" targets={','.join(c.targets)}" if c.targets else ""
-        click.echo(f"{c.serial:<41} {c.user:<16} {c.state_at(at):<13} "
-                   f"{c.not_after.isoformat():<26} {c.subject}{targets}")
+        say(f"{c.serial:<41} {c.user:<16} {c.state_at(at):<13} "
+            f"{c.not_after.isoformat():<26} {c.subject}{targets}")
 
 
 @attr_group.command("export")
@@ -124,11 +124,11 @@ def attr_verify(app: AppContext, file: str, vm: str | None, as_json: bool) -> No
                    "targets": list(check.targets), "not_before": check.not_before.isoformat(),
                    "not_after": check.not_after.isoformat(), "error": check.error})
     else:
-        click.echo(f"serial      {check.serial}")
-        click.echo(f"holder      {check.holder_serial} ({check.holder_user or 'unknown'})")
-        click.echo(f"attributes  {check.attributes.describe() if check.attributes else '-'}")
-        click.echo(f"targets     {', '.join(check.targets) or '(any)'}")
-        click.echo(f"validity    {check.not_before.isoformat()} .. {check.not_after.isoformat()}")
+        say(f"serial      {check.serial}")
+        say(f"holder      {check.holder_serial} ({check.holder_user or 'unknown'})")
+        say(f"attributes  {check.attributes.describe() if check.attributes else '-'}")
+        say(f"targets     {', '.join(check.targets) or '(any)'}")
+        say(f"validity    {check.not_before.isoformat()} .. {check.not_after.isoformat()}")
     if not check.valid:
         fail(check.error or "invalid")
     if not as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -18,11 +19,13 @@ from certgate.audit import query as q
 from certgate.audit.chain import OUTCOMES
 from certgate.audit.checkpoints import CheckpointVerifier, load_signer, write_checkpoint
 from certgate.audit.replay import SKIP_IDLE_SECONDS, plan, play, read_cast
+from certgate.audit.replay_filter import TerminalStreamFilter
 from certgate.audit.retention import prune_before
 from certgate.audit.sessions import find_session, list_sessions
 from certgate.audit.verification import verify_chain
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.consolelog.anchoring import verify_console_logs
+from certgate.display import json_for_terminal, printable
 from certgate.errors import AuditError, CertgateError
 from certgate.installation import Installation
 from certgate.store import repositories as repo
@@ -55,6 +58,7 @@ def _show_progress(total: int) -> bool:
 
 def _output(lines: list[str]) -> None:
     """Lines to stdout, through a pager when a person reads a long listing on a terminal."""
+    lines = [printable(line) for line in lines]  # user names, VMs, reasons come from outside
     if len(lines) > PAGER_THRESHOLD and sys.stdout.isatty():
         click.echo_via_pager("\n".join(lines) + "\n")
     else:
@@ -176,13 +180,15 @@ def list_events(app: AppContext, user: str | None, vm: str | None, since: str | 
     _output([header, *(_row_line(e) for e in entries)])
 
 
+MAX_SEQ = 2**63 - 1  # the BIGINT the chain's seq is stored in
+
+
 def _parse_seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CertgateError(f"audit entry id must be a number (its seq), not {text!r}") from None
-    if value < 1:
-        raise CertgateError(f"audit entry id must be 1 or more, not {value}")
+    if not re.fullmatch(r"[0-9]{1,40}", text.strip()):
+        raise CertgateError(f"audit entry id must be a number (its seq), not {text!r}")
+    value = int(text.strip())
+    if not 1 <= value <= MAX_SEQ:
+        raise CertgateError(f"audit entry id must be between 1 and {MAX_SEQ}, not {value}")
     return value
 
 
@@ -201,13 +207,13 @@ def show(app: AppContext, entry_id: str, as_json: bool) -> None:
         return
     for key in ("seq", "ts", "type", "actor", "outcome", "user", "vm", "serial", "source",
                 "session", "prev_hash", "entry_hash"):
-        click.echo(f"{key:<11} {data[key] if data[key] is not None else '-'}")
+        click.echo(f"{key:<11} {printable(data[key]) if data[key] is not None else '-'}")
     verdict = "matches content" if data["hash_matches_content"] else "DOES NOT MATCH CONTENT"
     click.echo(f"{'hash':<11} {verdict}")
     click.echo("details")
     for line in json.dumps(data["details"], indent=2, sort_keys=True,
                            ensure_ascii=False).splitlines():
-        click.echo(f"  {line}")
+        click.echo(f"  {json_for_terminal(line)}")
 
 
 _CSV_FIELDS = ("seq", "ts", "type", "actor", "outcome", "user", "vm", "serial", "source",
@@ -240,12 +246,17 @@ def export(app: AppContext, user: str | None, vm: str | None, since: str | None,
             writer = csv.DictWriter(handle, _CSV_FIELDS) if fmt == "csv" else None
             if writer:
                 writer.writeheader()
+            to_terminal = handle.isatty()
             for entry in entries:
                 data = q.entry_dict(entry)
                 if writer:
-                    writer.writerow({**data, "details": entry.details_json})
+                    row = {**data, "details": entry.details_json}
+                    if to_terminal:
+                        row = {k: v if v is None else printable(v) for k, v in row.items()}
+                    writer.writerow(row)
                 else:
-                    handle.write(json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n")
+                    handle.write(json_for_terminal(
+                        json.dumps(data, ensure_ascii=False, sort_keys=True)) + "\n")
                 written += 1
     inst.audit.record(inst.event("audit.export", outcome="ok", details={
         "format": fmt, "entries": written, "out": out,
@@ -289,10 +300,17 @@ def sessions(app: AppContext, live: bool, limit: int, as_json: bool) -> None:
               help=f"Cut pauses to {SKIP_IDLE_SECONDS:g} s.")
 @click.option("--max-idle", default=None, type=float, metavar="SECONDS",
               help="Cut pauses to at most this long.")
+@click.option("--raw", is_flag=True,
+              help="Write every escape sequence as recorded, including clipboard writes "
+                   "(OSC 52), other OSC/DCS strings and terminal queries (filtered by "
+                   "default).")
 @pass_app
 def replay(app: AppContext, session_id: str, speed: float, skip_idle: bool,
-           max_idle: float | None) -> None:
-    """Play a session's recording to stdout with its original timing."""
+           max_idle: float | None, raw: bool) -> None:
+    """Play a session's recording to stdout with its original timing.
+
+    Sequences that act on the viewer's terminal rather than the picture (clipboard, titles,
+    device queries) are removed unless --raw is given."""
     if speed <= 0:
         fail("--speed must be greater than 0")
     if max_idle is not None and max_idle < 0:
@@ -305,7 +323,7 @@ def replay(app: AppContext, session_id: str, speed: float, skip_idle: bool,
     if not path.exists():
         raise CertgateError(f"the recording of session {found.id} is missing ({path})")
     if found.recording_sha256:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = _file_sha256(path)
         if digest != found.recording_sha256:
             click.echo(f"certgate: warning: {path} does not match the SHA-256 recorded when "
                        "the session ended: the recording was altered", err=True)
@@ -315,12 +333,26 @@ def replay(app: AppContext, session_id: str, speed: float, skip_idle: bool,
     limit = max_idle if max_idle is not None else (SKIP_IDLE_SECONDS if skip_idle else None)
 
     out = click.get_binary_stream("stdout")
+    stream_filter = None if raw else TerminalStreamFilter()
 
     def write(text: str) -> None:
-        out.write(text.encode("utf-8"))  # raw terminal bytes: no newline or encoding changes
+        if stream_filter is not None:
+            text = stream_filter.feed(text)
+        out.write(text.encode("utf-8"))  # terminal bytes: no newline or encoding changes
         out.flush()
 
     play(plan(events, speed=speed, max_idle=limit), write)
+    if stream_filter is not None:
+        out.write(stream_filter.flush().encode("utf-8"))
+        out.flush()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # -- prune ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ca.errors import CAError
+from certgate.display import printable
 from certgate.errors import AuditError, CertgateError, StoreError
 from certgate.home import Home
 
@@ -54,7 +55,7 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    click.echo(f"certgate: error: {message}", err=True)
+    click.echo(f"certgate: error: {printable(message)}", err=True)
     sys.exit(code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import click
@@ -9,11 +10,15 @@ import click
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.cli.streams import read_input
 from certgate.cli.values import parse_time_option
+from certgate.display import printable
+from certgate.errors import CertgateError
 from certgate.fleet import (
     apply_policy,
     check_policy,
 )
+from certgate.policy.loader import decode_policy
 from certgate.policy.model import sorted_privileges
+from certgate.policy.yamlnodes import MAX_POLICY_CHARS
 from certgate.store import repositories as repo
 
 
@@ -31,7 +36,7 @@ def policy_group() -> None:
 @pass_app
 def policy_apply(app: AppContext, file: str) -> None:
     """Validate a policy file and make it the policy in force (a new version)."""
-    text = read_input(file, "policy").decode("utf-8", errors="strict")
+    text = decode_policy(read_input(file, "policy", 4 * MAX_POLICY_CHARS), Path(file).name)
     applied = apply_policy(app.installation(), text, Path(file).name)
     if applied.unchanged:
         click.echo(f"policy unchanged (version {applied.version.version})")
@@ -79,6 +84,8 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
                  at_text: str | None, as_json: bool) -> None:
     """Explain what the gateway would decide for USER on VM; exit 0 only when allowed."""
     at = parse_time_option(at_text)
+    if source is not None:
+        source = _parse_source(source)
     inst = app.installation()
     decision, subject = check_policy(inst, user, vm, source=source, at=at)
     inst.audit.record(inst.event(
@@ -92,8 +99,18 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
                    "reasons": list(decision.reasons),
                    "attributes": subject.attributes.as_dict()})
     else:
-        click.echo(f"{user} on {vm} from {source or '(any source)'} at {at.isoformat()}")
-        click.echo(f"attributes: {subject.attributes.describe() or '(none)'}")
-        click.echo(decision.explain())
+        click.echo(printable(f"{user} on {vm} from {source or '(any source)'} at "
+                             f"{at.isoformat()}"))
+        click.echo(printable(f"attributes: {subject.attributes.describe() or '(none)'}"))
+        click.echo(printable(decision.explain(), keep_newlines=True))
     if not decision.allowed:
         raise SystemExit(1)
+
+
+def _parse_source(text: str) -> str:
+    """An IP address, as the gateway would see it; anything else is an error, because a
+    rule with source conditions must never be judged against a value that is no address."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise CertgateError(f"--from wants an IP address, not {text!r}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from pathlib import Path
 
@@ -51,11 +52,12 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
     host, port = inst.config.listen_host, inst.config.listen_port
     if listen:
         host, _, port_text = listen.rpartition(":")
-        if not host or not port_text.isdigit():
+        if not host or not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
             fail(f"--listen wants HOST:PORT, not {listen!r}")
         port = int(port_text)
     options = ServeOptions(host=host, port=port,
                            gateway_id=gateway_id or socket.gethostname(),
+                           limits=inst.config.limits.login,
                            keep_consoles=keep_consoles)
 
     def ready(ports: list[int]) -> None:

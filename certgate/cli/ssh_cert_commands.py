@@ -29,5 +29,6 @@ def ssh_cert(app: AppContext, name: str, pubkey_file: str, valid: str, out: str 
     public_key = keys.load_public_key(read_input(pubkey_file, "public key"))
     duration = parse_duration_option(valid, "--valid")
     line, serial = issue_ssh_certificate(app.installation(), name, public_key, duration)
-    write_output(out, line + b"\n")
+    # one line, one newline: a blank line after it makes ssh warn "invalid format"
+    write_output(out, line.rstrip(b"\r\n") + b"\n")
     click.echo(f"OpenSSH certificate {serial} for {name}", err=True)

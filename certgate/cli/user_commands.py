@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from ca import keys
 from certgate.cli.main import AppContext, CommandGroup, emit_json, pass_app
-from certgate.cli.streams import read_input, write_output
+from certgate.cli.streams import read_input, say, write_output
 from certgate.errors import CertgateError
 from certgate.store import repositories as repo
 
@@ -147,12 +147,12 @@ def user_list(app: AppContext, as_json: bool) -> None:
     if as_json:
         emit_json([_user_json(u, certs, at) for u, certs in rows])
         return
-    click.echo(f"{'NAME':<20} {'EMAIL':<28} {'IDENTITY':<10} {'ACS':>4}")
+    say(f"{'NAME':<20} {'EMAIL':<28} {'IDENTITY':<10} {'ACS':>4}")
     for user, certs in rows:
         identities = [c for c in certs if c.kind == repo.IDENTITY]
         state = identities[-1].state_at(at) if identities else "none"
         valid_acs = sum(1 for c in certs if c.kind == repo.ATTRIBUTE and c.state_at(at) == "valid")
-        click.echo(f"{user.name:<20} {user.email or '-':<28} {state:<10} {valid_acs:>4}")
+        say(f"{user.name:<20} {user.email or '-':<28} {state:<10} {valid_acs:>4}")
 
 
 @user_group.command("show")
@@ -170,13 +170,13 @@ def user_show(app: AppContext, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    click.echo(f"user   {user.name}")
-    click.echo(f"email  {user.email or '-'}")
+    say(f"user   {user.name}")
+    say(f"email  {user.email or '-'}")
     for cert in certs:
         if cert.kind == repo.ATTRIBUTE:
             detail = f"{cert.subject}" + (f" targets={','.join(cert.targets)}"
                                           if cert.targets else "")
         else:
             detail = cert.subject
-        click.echo(f"  {cert.kind:<9} {cert.serial}  {cert.state_at(at):<13} "
-                   f"until {cert.not_after.isoformat()}  {detail}")
+        say(f"  {cert.kind:<9} {cert.serial}  {cert.state_at(at):<13} "
+            f"until {cert.not_after.isoformat()}  {detail}")

@@ -29,7 +29,11 @@ _READ_SIZE = 65536
 HANGUP_GRACE = 1.0
 
 
+MAX_WINDOW = 0xFFFF  # struct winsize holds unsigned shorts; SSH clients may send any uint32
+
+
 def _set_window_size(fd: int, cols: int, rows: int) -> None:
+    rows, cols = (max(1, min(int(n), MAX_WINDOW)) for n in (rows, cols))
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 

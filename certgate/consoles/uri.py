@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from certgate.consoles.errors import ConsoleURIError
 
 _HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_PORT = re.compile(r"[0-9]{1,5}")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -145,13 +146,13 @@ def _split_host_port(text: str, hostport: str, *, port_required: bool) -> tuple[
             port_text = port_text_s
         if ":" in host:
             raise ConsoleURIError(f"console URI {text!r}: write an IPv6 host as [ADDRESS]")
-        if not _HOSTNAME.match(host):
+        if not _HOSTNAME.fullmatch(host):
             raise ConsoleURIError(f"console URI {text!r}: {host!r} is not a valid host name")
     if port_text is None:
         if port_required:
             raise ConsoleURIError(f"console URI {text!r}: a port is required (HOST:PORT)")
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
         raise ConsoleURIError(f"console URI {text!r}: port {port_text!r} is not 1-65535")
     return host, int(port_text)
 
@@ -182,7 +183,7 @@ def _parse_ssh(text: str, rest: str) -> SshConsole:
     user, sep, hostport = body.rpartition("@")
     if not sep or not user:
         raise ConsoleURIError(f"console URI {text!r}: the upstream user is required (USER@HOST)")
-    if not _USER.match(user):
+    if not _USER.fullmatch(user):
         raise ConsoleURIError(f"console URI {text!r}: {user!r} is not a valid user name")
     host, port = _split_host_port(text, hostport, port_required=False)
     return SshConsole(user=user, host=host, port=22 if port is None else port)

@@ -173,7 +173,7 @@ class AccessService:
         try:
             cert = x509.load_der_x509_certificate(credential.x509_der or b"")
             row = repo.get_certificate(session, format_serial(cert.serial_number))
-        except (ValueError, CertgateError) as exc:
+        except (ValueError, x509.InvalidVersion, CertgateError) as exc:
             raise refusal from exc
         if row.kind != repo.IDENTITY or row.der != credential.x509_der:
             raise refusal

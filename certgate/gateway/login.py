@@ -93,7 +93,10 @@ def credential_from_blob(key_data: bytes) -> Credential:
 class LoginState:
     """Per-connection authentication state, filled in by the wrapped validator."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_attempts: int = 6) -> None:
+        self.max_attempts = max_attempts
+        """Distinct keys one connection may present (sshd's MaxAuthTries)."""
+        self.attempts = 0
         self.identity: Identity | None = None
         self.refusals: list[str] = []
         # OpenSSH asks "would you accept this key?" and then signs with it: resolve the
@@ -122,6 +125,13 @@ def install_login_hook(
         username: str, key_data: bytes, msg: bytes, signature: bytes
     ) -> bool:
         credential: Credential | None = None
+        if key_data not in state.resolved:
+            state.attempts += 1
+            if state.attempts > state.max_attempts:
+                await refuse(username, "too many authentication attempts", None)
+                conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                "too many authentication failures")
+                return False
         try:
             if key_data in state.resolved:
                 credential, identity = state.resolved[key_data]

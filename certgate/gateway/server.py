@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +31,8 @@ from certgate.audit.writer import AuditWriter
 from certgate.consolelog.settings import load_settings
 from certgate.consoles.backends import UpstreamSshOptions
 from certgate.consoles.hub import ConsoleHub, Opener
-from certgate.errors import CertgateError
+from certgate.display import printable
+from certgate.errors import AuditError, CertgateError
 from certgate.gateway.access import AccessRefused, AccessService, Credential, Grant, Identity
 from certgate.gateway.keepers import ConsoleKeepers
 from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
@@ -42,7 +43,9 @@ from certgate.gateway.session import (
     run_console_session,
     wants_interaction,
 )
+from certgate.gateway.throttle import LoginThrottle, Verdict
 from certgate.installation import Installation
+from certgate.limits import LoginLimits
 from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
 from certgate.observability.consoles import observed_opener
 from certgate.policy import VMInfo, console_write_mode
@@ -72,6 +75,7 @@ class ServeOptions:
     stale_after: float = 60.0
     """Seconds: a live session whose heartbeat is older belongs to a dead gateway."""
     checkpoint_interval: float = 300.0
+    limits: LoginLimits = field(default_factory=LoginLimits)
     keep_consoles: bool = True
     """Hold ``keep = always`` consoles; off on all replicas but one (QEMU serves one client)."""
 
@@ -79,18 +83,47 @@ class ServeOptions:
 class _Connection(asyncssh.SSHServer):
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.state = LoginState()
+        self.state = LoginState(gateway.options.limits.max_auth_tries)
         self.conn: asyncssh.SSHServerConnection | None = None
+        self.source: str | None = None
+        self.admitted = False
+        self.authenticated = False
+        self.sessions_opened = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
-        source = peer_address(conn)
+        source = self.source = peer_address(conn)
+        throttle = self.gateway.throttle
+        refusal = throttle.connection_opened(source, time.monotonic())
+        if refusal is not None:
+            # Dropped before key exchange costs us anything (sshd's MaxStartups); counted in
+            # the source's throttle summary rather than written one row per connection.
+            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal.reason)
+            return
+        self.admitted = True
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
+            verdict = (throttle.failure(source, time.monotonic()) if outcome == "deny"
+                       else Verdict.AUDIT)
+            if verdict is not Verdict.AUDIT:
+                conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                                "too many failed logins from this address; try later")
+            if verdict is Verdict.SUPPRESS:
+                return  # counted for the source's summary; neither logged nor written
             self.gateway.observer.login(outcome, user=user, target=target, source=source,
                                         credential=credential.kind if credential else None,
                                         reason=reason)
+            if verdict is Verdict.THROTTLE:
+                await self.gateway.audit(AuditEvent(
+                    "auth.throttled", self.gateway.actor, outcome="deny", source=source,
+                    details={"source": throttle.source_key(source),
+                             "blocked_seconds": round(
+                                 throttle.block_length(source, time.monotonic())),
+                             "failures": self.gateway.options.limits.failure_burst + 1,
+                             "window_seconds": self.gateway.options.limits.window}))
+                return
             await self.gateway.audit(AuditEvent(
                 "auth.login", self.gateway.actor, outcome=outcome, user=user, vm=target,
                 source=source,
@@ -100,6 +133,41 @@ class _Connection(asyncssh.SSHServer):
             ))
 
         install_login_hook(conn, self.state, self.gateway.access, audit)
+
+    def auth_completed(self) -> None:
+        self.authenticated = True
+        self.gateway.throttle.connection_authenticated(self.source)
+        idle = self.gateway.options.limits.idle_without_session
+        if idle > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(idle, self._idle_expired)
+
+    def session_opened(self) -> None:
+        self.sessions_opened += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self) -> None:
+        """An authenticated connection that opened no session (``ssh -N``) is closed."""
+        self._idle_timer = None
+        if self.sessions_opened or self.conn is None:
+            return
+        user = self.state.identity.user if self.state.identity else None
+        self.gateway.spawn(self.gateway.audit(AuditEvent(
+            "auth.idle", self.gateway.actor, outcome="deny", user=user, source=self.source,
+            details={"reason": "no session opened within "
+                               f"{self.gateway.options.limits.idle_without_session:g} s"})))
+        self.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                             "no session opened: idle connection closed")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self.admitted:
+            self.admitted = False
+            self.gateway.throttle.connection_closed(self.source,
+                                                    authenticated=self.authenticated)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -136,6 +204,8 @@ class Gateway:
         self.live: dict[str, LiveSession] = {}
         self.audit_writer = AuditWriter(installation.audit)
         self.keepers: ConsoleKeepers | None = None
+        self.throttle = LoginThrottle(options.limits)
+        self._spawned: set[asyncio.Task[None]] = set()
         self.ssh_ca_key: asyncssh.SSHKey | None = None
         self._server: asyncssh.SSHAcceptor | None = None
         self._signer: CheckpointSigner | None = None
@@ -143,6 +213,7 @@ class Gateway:
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
             self.live, self.observer,
+            max_recording_bytes=installation.config.limits.max_recording_bytes,
         )
         if self.observer.metrics is not None:
             self.observer.metrics.watch(live_sessions=lambda: len(self.live),
@@ -189,7 +260,7 @@ class Gateway:
             allow_scp=False,
             agent_forwarding=False,
             x11_forwarding=False,
-            login_timeout=30,
+            login_timeout=self.options.limits.login_grace,
             reuse_address=True,
         )
         self.keepers = ConsoleKeepers(
@@ -203,6 +274,7 @@ class Gateway:
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._checkpoints()),
+            asyncio.create_task(self._throttle_summaries()),
         ]
         await self.audit(AuditEvent("gateway.start", self.actor, outcome="ok",
                                     details={"listen": f"{self.options.host}:"
@@ -248,6 +320,9 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.keepers is not None:
             await self.keepers.stop()
+        await asyncio.gather(*self._spawned, return_exceptions=True)
+        with contextlib.suppress(CertgateError):
+            await self._write_summaries(final=True)
         with contextlib.suppress(CertgateError):
             await self.audit(AuditEvent("gateway.stop", self.actor, outcome="ok"))
         await self.audit_writer.close()
@@ -268,6 +343,12 @@ class Gateway:
         connected = sum(1 for hub in hubs if hub.backend_open)
         return {"connected": connected, "idle": len(hubs) - connected}
 
+    def spawn(self, work: Any) -> None:
+        """Run a coroutine from a synchronous callback; stop() waits for it."""
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     # -- sessions -----------------------------------------------------------------------------
 
     @property
@@ -285,15 +366,28 @@ class Gateway:
         conn = process.channel.get_connection()
         owner = conn.get_owner()
         identity = owner.state.identity if isinstance(owner, _Connection) else None
+        if isinstance(owner, _Connection):
+            owner.session_opened()
         status = 1
         try:
             if identity is None:  # cannot happen after successful auth; fail closed anyway
                 process.stdout.write(b"certgate: not authenticated\r\n")
             else:
                 status = await self._serve(process, identity, peer_address(conn))
-        except (CertgateError, asyncssh.Error, ConnectionError, OSError) as exc:
+        except AuditError:
             with contextlib.suppress(Exception):
-                process.stdout.write(f"certgate: {exc}\r\n".encode())
+                process.stdout.write(b"certgate: the audit log cannot be written; "
+                                     b"no session is opened\r\n")
+        except (CertgateError, asyncssh.Error, ConnectionError, OSError) as exc:
+            # The console URI and the backend's error go to the audit log, not to the user.
+            with contextlib.suppress(Exception):
+                process.stdout.write(b"certgate: console unavailable\r\n")
+            with contextlib.suppress(Exception):
+                await self.audit(AuditEvent(
+                    "session.error", self.actor, outcome="error",
+                    user=identity.user if identity else None,
+                    vm=process.get_extra_info("username"), source=peer_address(conn),
+                    details={"reason": f"{type(exc).__name__}: {exc}"}))
         except Exception:
             log.exception("session handler failed")
             with contextlib.suppress(Exception):
@@ -305,6 +399,14 @@ class Gateway:
     async def _serve(self, process: asyncssh.SSHServerProcess[bytes], identity: Identity,
                      source: str | None) -> int:
         target = process.get_extra_info("username") or ""
+        if process.subsystem is not None:
+            await self.audit(AuditEvent(
+                "session.refused", self.actor, outcome="deny", user=identity.user, vm=target,
+                serial=identity.serial, source=source,
+                details={"reason": "unknown subsystem", "subsystem": process.subsystem[:256]}))
+            process.stdout.write(f"certgate: subsystem {printable(process.subsystem[:64])!r} "
+                                 f"is not offered\r\n".encode())
+            return 1
         command = (process.command or "").strip() or None
         if target in INFO_TARGETS or command == "whoami":
             await self._whoami(process, identity)
@@ -316,11 +418,11 @@ class Gateway:
             try:
                 log_request = parse_log_command(command)
             except CertgateError as exc:
-                process.stdout.write(f"certgate: {exc}\r\n".encode())
+                process.stdout.write(f"certgate: {printable(str(exc)[:200])}\r\n".encode())
                 return 2
         elif command not in (None, "view"):
-            process.stdout.write(f"certgate: unknown command {command!r} (use: view, log, "
-                                 f"whoami)\r\n".encode())
+            process.stdout.write(f"certgate: unknown command {printable(command[:64])!r} "
+                                 f"(use: view, log, whoami)\r\n".encode())
             return 2
         started = time.perf_counter()
         try:
@@ -487,6 +589,22 @@ class Gateway:
                     timedelta(seconds=self.options.stale_after),
                     reaper=self.options.gateway_id,
                 )
+
+    async def _throttle_summaries(self) -> None:
+        """One audit row per throttled source and window, however many attempts it made."""
+        while True:
+            await asyncio.sleep(self.options.limits.window)
+            try:
+                await self._write_summaries()
+            except CertgateError as exc:
+                log.error("could not audit throttled sources: %s", exc)
+
+    async def _write_summaries(self, *, final: bool = False) -> None:
+        for summary in self.throttle.due_summaries(time.monotonic(), final=final):
+            await self.audit(AuditEvent(
+                "auth.throttled", self.actor, outcome="deny", source=summary.source,
+                details={"source": summary.source, "refused_attempts": summary.refused,
+                         "seconds": round(summary.seconds), "summary": summary.describe()}))
 
     async def _checkpoints(self) -> None:
         while True:

@@ -79,6 +79,7 @@ class SessionEnvironment:
     gateway_id: str
     live: dict[str, LiveSession]
     observer: GatewayObserver = field(default_factory=GatewayObserver)
+    max_recording_bytes: int | None = None
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
@@ -129,6 +130,7 @@ async def run_console_session(
         cast_path, width=cols, height=rows, term=process.get_terminal_type() or "xterm",
         title=f"{grant.identity.user}@{grant.vm.name}",
         record_input=grant.decision.record_input,
+        max_bytes=env.max_recording_bytes,
     )
     attachment: Attachment | None = None
     status = 0
@@ -148,8 +150,10 @@ async def run_console_session(
                 rows=rows,
             )
         except ConsoleError as exc:
+            # The URI and the backend's error are for the audit log (the session's end
+            # reason), never for the SSH user.
             live.terminate(f"console unavailable: {exc}")
-            _say(process, f"{grant.vm.name}: {exc}")
+            _say(process, f"{grant.vm.name}: console unavailable")
             return 1
         mode = "interactive" if interactive else "view-only"
         escape = EscapeSequence.parse(grant.vm.escape or DEFAULT_ESCAPE)
@@ -170,6 +174,8 @@ async def run_console_session(
                 stats = await attachment.detach()
         digest = await asyncio.to_thread(recorder.close)
         reason = live.end_reason or "session ended"
+        if recorder.limit_reached:
+            reason += f" (recording stopped at its limit of {recorder.max_bytes} bytes)"
         try:
             await asyncio.to_thread(
                 session_log.end_session,
@@ -191,9 +197,28 @@ async def run_console_session(
     return status
 
 
+MAX_TERMINAL = 4096
+"""Columns or rows; SSH lets a client claim up to 2**32-1, no terminal has more than this."""
+
+
+def _bounded_size(cols: int, rows: int) -> tuple[int, int]:
+    return min(cols or 80, MAX_TERMINAL), min(rows or 24, MAX_TERMINAL)
+
+
 def _terminal_size(process: asyncssh.SSHServerProcess[bytes]) -> tuple[int, int]:
     cols, rows, *_ = process.get_terminal_size()
-    return (cols or 80), (rows or 24)
+    return _bounded_size(cols, rows)
+
+
+def user_facing_reason(reason: str) -> str:
+    """What the SSH user is told: backend details (URIs, errors) stay in the audit log."""
+    for prefix, shown in (("console closed", "console closed"),
+                          ("connection lost", "console unavailable"),
+                          ("console unavailable", "console unavailable"),
+                          ("internal error", "internal error")):
+        if reason.startswith(prefix):
+            return shown
+    return reason
 
 
 async def _pump(
@@ -216,8 +241,9 @@ async def _pump(
             try:
                 data = await process.stdin.read(READ_SIZE)
             except asyncssh.TerminalSizeChanged as change:
-                recorder.resize(change.width, change.height)
-                await attachment.resize(change.width, change.height)
+                cols, rows = _bounded_size(change.width, change.height)
+                recorder.resize(cols, rows)
+                await attachment.resize(cols, rows)
                 continue
             except asyncssh.BreakReceived:
                 if not await attachment.send_break():
@@ -269,7 +295,7 @@ async def _pump(
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
     reason = live.end_reason or "session ended"
     if reason not in ("user detached", "client closed the session"):
-        _say(process, f"session ended: {reason}")
+        _say(process, f"session ended: {user_facing_reason(reason)}")
     if reason.startswith("console closed:") and live.backend_exit_status is not None:
         return live.backend_exit_status
     return 0 if reason in ("user detached", "client closed the session") else 1

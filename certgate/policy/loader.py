@@ -33,13 +33,15 @@ from certgate.policy.values import (
     parse_duration,
     parse_hours,
 )
-from certgate.policy.yamlnodes import Cursor, compose_document
+from certgate.policy.yamlnodes import Cursor, compose_document, decode_policy
 from certgate.secgroups.names import parse_group_name
 
-__all__ = ["PolicyError", "load_policy", "normalize_policy_text", "policy_fingerprint"]
+__all__ = [
+    "PolicyError", "decode_policy", "load_policy", "normalize_policy_text", "policy_fingerprint",
+]
 
 SUPPORTED_VERSION = "1"
-_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _PRIVILEGE_NAMES = [p.value for p in Privilege]
 
 
@@ -93,7 +95,7 @@ _RULE_KEYS = ["name", "description", "effect", "vms", "require", "privileges", "
 def _rule(cursor: Cursor) -> Rule:
     entries = cursor.mapping(_RULE_KEYS, required=["name", "effect", "vms"])
     name = entries["name"].string()
-    if not _RULE_NAME.match(name):
+    if not _RULE_NAME.fullmatch(name):
         raise entries["name"].error(
             f"invalid rule name {name!r} (letters, digits, '.', '_', ':' and '-'; no spaces)"
         )

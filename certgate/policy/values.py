@@ -12,9 +12,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from certgate.policy.model import DAY_NAMES
 
-_DURATION_PART = re.compile(r"(\d+)([dhms])")
+_DURATION_PART = re.compile(r"([0-9]{1,12})([dhms])")
+MAX_DURATION_DAYS = 36_500
+"""No duration anywhere in certgate (validity, session limits) is longer than 100 years."""
+MAX_DURATION_SECONDS = MAX_DURATION_DAYS * 86_400
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
+_CLOCK = re.compile(r"([0-9]{2}):([0-9]{2})")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -34,6 +37,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
     if seconds == 0:
         raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"invalid duration {text!r}: longer than {MAX_DURATION_DAYS} days")
     return timedelta(seconds=seconds)
 
 
@@ -80,7 +85,7 @@ def format_days(days: frozenset[int]) -> str:
 
 
 def _parse_clock(text: str, *, allow_24: bool) -> int:
-    match = _CLOCK.match(text.strip())
+    match = _CLOCK.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"invalid time of day {text.strip()!r} (expected HH:MM)")
     hours, minutes = int(match[1]), int(match[2])

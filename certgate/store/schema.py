@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -123,6 +124,27 @@ class PolicyVersionRow(Base):
     applied_by: Mapped[str] = mapped_column(String(128))
 
 
+AUDIT_TEXT_COLUMNS = {
+    "event_type": 64,
+    "actor": 128,
+    "outcome": 16,
+    "user_name": 64,
+    "vm": 64,
+    "serial": 48,
+    "source": 64,
+    "session_id": 36,
+}
+"""The bounded text columns of ``audit_events``; certgate.audit.chain fits values to them."""
+
+
+def audit_width_checks() -> list[CheckConstraint]:
+    """SQLite ignores VARCHAR lengths; these make it refuse what PostgreSQL refuses."""
+    return [
+        CheckConstraint(f"length({column}) <= {width}", name=f"ck_audit_events_{column}_width")
+        for column, width in AUDIT_TEXT_COLUMNS.items()
+    ]
+
+
 class AuditEventRow(Base):
     """One link of the audit hash chain; see certgate.audit.chain for the encoding."""
 
@@ -132,6 +154,7 @@ class AuditEventRow(Base):
         Index("ix_audit_events_user", "user_name"),
         Index("ix_audit_events_vm", "vm"),
         Index("ix_audit_events_session", "session_id"),
+        *audit_width_checks(),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -1,7 +1,7 @@
 """Console keeper: per-VM keep mode and escape menu prefix.
 
 Revision ID: 0005_console_keeper
-Revises: 0004_security_groups
+Revises: 0003_hostile_input
 Create Date: 2026-11-28 07:30:00
 
 Both columns are nullable: NULL means the default (``always`` for unix:/tcp: consoles,
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_console_keeper"
-down_revision = "0004_security_groups"
+down_revision = "0003_hostile_input"
 branch_labels = None
 depends_on = None
 

@@ -269,8 +269,10 @@ def default_policy(*, without: tuple[str, ...] = ()) -> str:
         text for name, text in rules.items() if name not in without)
 
 
-def start_gateway(root: Path, database_url: str | None = None) -> Gateway:
-    """Create an installation under ``root`` and run ``certgate serve`` on a free port."""
+def start_gateway(root: Path, database_url: str | None = None,
+                  config_extra: str = "") -> Gateway:
+    """Create an installation under ``root`` and run ``certgate serve`` on a free port;
+    ``config_extra`` is appended to certgate.toml first (a ``[limits]`` table, say)."""
     port = free_port()
     home = Home(root / "home")
     create_installation(
@@ -278,6 +280,9 @@ def start_gateway(root: Path, database_url: str | None = None) -> Gateway:
         InitOptions(gateway_name="gw.test", database_url=database_url, listen_port=port),
         passphrase=TEST_PASSPHRASE, actor="test",
     )
+    if config_extra:
+        with home.config_path.open("a", encoding="utf-8") as config:
+            config.write(config_extra)
     env = {**os.environ, "CERTGATE_HOME": str(home.root),
            "CERTGATE_CA_PASSPHRASE": TEST_PASSPHRASE.decode()}
     env.pop("CERTGATE_DATABASE_URL", None)

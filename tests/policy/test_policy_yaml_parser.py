@@ -13,7 +13,7 @@ DOCUMENTS = [
     "# comment\nversion: '1'\nrules:\n  - {name: a, effect: allow, vms: {names: ['w*']},"
     " privileges: [console.view]}\n",
     "version: 1\nrules:\n  - name: \"caf\\u00e9 \\t x\"\n    effect: allow\n    vms:\n"
-    "      labels: {env: &p prod, tier: *p}\n    privileges:\n      - console.view\n",
+    "      labels: {env: &p prod, tier: prod}\n    privileges:\n      - console.view\n",
     "version: 1\ndescription: |\n  line one\n  line two\nrules:\n  - name: b\n    effect: deny\n"
     "    vms: {names: [\"*\"]}\n    description: >-\n      folded\n      text\n",
     "\ufeffversion: 1\r\nrules: []\r\n",
@@ -45,3 +45,12 @@ def test_syntax_errors_keep_the_pure_parsers_message() -> None:
         load_policy("version: 1\nrules: [\n", "p.yaml")
     assert "invalid YAML" in str(raised.value)
     assert "p.yaml:3" in str(raised.value)
+
+
+def test_an_alias_is_refused_whichever_parser_composed_it() -> None:
+    """Aliases are refused (their expansion is exponential; issue 9): the fast parser's tree
+    is checked for shared nodes, and the bounded loader names the place."""
+    text = ("version: 1\nrules:\n  - name: a\n    effect: allow\n"
+            "    vms: {labels: {env: &p prod, tier: *p}}\n    privileges: [console.view]\n")
+    with pytest.raises(PolicyError, match=r"p.yaml:5:\d+: YAML aliases"):
+        compose_document(text, "p.yaml")
