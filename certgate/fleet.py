@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from ca import keys, ssh_certs
 from ca.serials import format_serial
 from certgate.audit.log import append_in
+from certgate.consoles.escape import DEFAULT_ESCAPE, EscapeSequence
+from certgate.consoles.keeper import keep_mode
 from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
 from certgate.firewall.policy_groups import check_policy_groups
@@ -37,16 +39,41 @@ def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     return labels
 
 
-def add_vm(inst: Installation, name: str, console_uri: str, labels: dict[str, str]) -> repo.VM:
+def add_vm(inst: Installation, name: str, console_uri: str, labels: dict[str, str], *,
+           keep: str | None = None, escape: str | None = None) -> repo.VM:
+    """Register a VM; ``keep``/``escape`` None mean the defaults (see consoles.keeper)."""
     if not VM_NAME.fullmatch(name):
         raise CertgateError(
             f"VM name {name!r}: use lower-case letters, digits, '.', '_' or '-' (max 64)"
         )
     target = parse_console_uri(console_uri)
+    mode = keep_mode(target, keep)
+    if escape is not None:
+        EscapeSequence.parse(escape)
     with inst.admin_write() as session:
-        vm = repo.add_vm(session, name, str(target), labels)
+        vm = repo.add_vm(session, name, str(target), labels, keep=keep, escape=escape)
         append_in(session, [inst.event("vm.add", outcome="ok", vm=name,
-                                       details={"console": str(target), "labels": labels})])
+                                       details={"console": str(target), "labels": labels,
+                                                "keep": str(mode),
+                                                "escape": escape or DEFAULT_ESCAPE})])
+    return vm
+
+
+def set_vm_console(inst: Installation, name: str, *, keep: str | None = None,
+                   escape: str | None = None) -> repo.VM:
+    """Change whether the gateway keeps a VM's console, or its escape menu prefix."""
+    if keep is None and escape is None:
+        raise CertgateError("nothing to change: give --keep and/or --escape")
+    if escape is not None:
+        EscapeSequence.parse(escape)
+    with inst.admin_write() as session:
+        current = repo.get_vm(session, name)
+        if keep is not None:
+            keep_mode(parse_console_uri(current.console_uri), keep)
+        vm = repo.set_vm_console_options(session, name, keep=keep, escape=escape)
+        append_in(session, [inst.event("vm.set", outcome="ok", vm=name, details={
+            "keep": str(keep_mode(parse_console_uri(vm.console_uri), vm.keep)),
+            "escape": vm.escape or DEFAULT_ESCAPE})])
     return vm
 
 

@@ -142,6 +142,10 @@ class Home:
         return self.root / "recordings"
 
     @property
+    def console_logs_dir(self) -> Path:
+        return self.root / "console-logs"
+
+    @property
     def cache_dir(self) -> Path:
         """Derived data that can always be rebuilt (parsed policies); safe to delete."""
         return self.root / "cache"

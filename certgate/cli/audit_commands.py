@@ -24,6 +24,7 @@ from certgate.audit.retention import prune_before
 from certgate.audit.sessions import find_session, list_sessions
 from certgate.audit.verification import verify_chain
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
+from certgate.consolelog.anchoring import verify_console_logs
 from certgate.display import json_for_terminal, printable
 from certgate.errors import AuditError, CertgateError
 from certgate.installation import Installation
@@ -108,21 +109,30 @@ def verify(app: AppContext, as_json: bool) -> None:
     with bar as progress:
         report = verify_chain(inst.database, verifier,
                               progress=progress.update if progress is not None else None)
+    logs = verify_console_logs(inst.database, inst.home.console_logs_dir)
+    problem = report.problem or (logs.problems[0] if logs.problems else None)
+    intact = report.intact and logs.intact
     inst.audit.record(inst.event(
-        "audit.verify", outcome="ok" if report.intact else "error",
+        "audit.verify", outcome="ok" if intact else "error",
         details={"entries": report.entries_checked, "checkpoints": report.checkpoints_checked,
-                 "problem": report.problem}))
+                 "console_log_segments": logs.segments_checked, "problem": problem}))
     if as_json:
-        emit_json({"intact": report.intact, "entries_checked": report.entries_checked,
+        emit_json({"intact": intact, "entries_checked": report.entries_checked,
                    "checkpoints": report.checkpoints_checked, "base_seq": report.base_seq,
-                   "head_seq": report.head_seq, "problem": report.problem,
-                   "failed_seq": report.failed_seq})
-        if not report.intact:
+                   "head_seq": report.head_seq, "problem": problem,
+                   "failed_seq": report.failed_seq,
+                   "console_log_segments": logs.segments_checked,
+                   "console_log_problems": list(logs.problems)})
+        if not intact:
             sys.exit(1)
         return
     if not report.intact:
         fail(report.summary())
+    if not logs.intact:
+        fail("; ".join(logs.problems))
     click.echo(report.summary())
+    if logs.segments_checked:
+        click.echo(logs.summary())
 
 
 @audit_group.command("checkpoint")

@@ -167,7 +167,7 @@ def register(*modules: Callable[[click.Group], None]) -> None:
 COMMAND_MODULES = (
     "init_commands", "ca_commands", "user_commands", "attr_commands", "revoke_commands",
     "db_commands", "vm_commands", "sg_commands", "policy_commands", "ssh_cert_commands",
-    "serve_commands", "audit_commands", "web_commands", "doctor_commands",
+    "serve_commands", "audit_commands", "web_commands", "doctor_commands", "console_commands",
 )
 #: Which module defines each top-level command (lets one command load alone). A command
 #: missing here still works: an unknown name loads every module.
@@ -178,6 +178,7 @@ _COMMAND_MODULES = {
     "db": "db_commands", "vm": "sg_commands", "sg": "sg_commands", "policy": "policy_commands",
     "ssh-cert": "ssh_cert_commands", "serve": "serve_commands", "demo": "serve_commands",
     "audit": "audit_commands", "web": "web_commands", "doctor": "doctor_commands",
+    "console": "console_commands",
 }
 _loaded: set[str] = set()
 

@@ -30,9 +30,12 @@ def add_commands(cli: click.Group) -> None:
               help="JSON lines, or human lines; auto: human on a terminal, else JSON.")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")
+@click.option("--keep-consoles/--no-keep-consoles", default=True, show_default=True,
+              help="Hold and log kept consoles (give --no-keep-consoles to every replica but "
+                   "one: a QEMU console serves one client).")
 @pass_app
 def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level: str,
-          log_format: str, metrics_listen: str | None) -> None:
+          log_format: str, metrics_listen: str | None, keep_consoles: bool) -> None:
     """Run the SSH gateway until interrupted."""
     from certgate.gateway.server import ServeOptions, serve_forever
     from certgate.observability import configure_logging
@@ -54,7 +57,8 @@ def serve(app: AppContext, listen: str | None, gateway_id: str | None, log_level
         port = int(port_text)
     options = ServeOptions(host=host, port=port,
                            gateway_id=gateway_id or socket.gethostname(),
-                           limits=inst.config.limits.login)
+                           limits=inst.config.limits.login,
+                           keep_consoles=keep_consoles)
 
     def ready(ports: list[int]) -> None:
         click.echo(f"certgate gateway {options.gateway_id} listening on {host}:"

@@ -45,7 +45,7 @@ rules:
     effect: allow
     vms: {labels: {env: demo}}
     require: {roles: [operator], clearance: confidential}
-    privileges: [console.interact, console.break]
+    privileges: [console.interact, console.break, console.force, console.log]
     when: {sources: [127.0.0.0/8, "::1/128"]}
     session: {max: 8h, idle: 30m}
   - name: auditors-watch
@@ -136,7 +136,9 @@ def demo_console(home: Home, *, want_qemu: bool,
 
 def ssh_command(home: Home, port: int, key: Path, target: str, extra: str = "") -> str:
     known = home.root / "known_hosts"
-    command = (f"ssh -F /dev/null -o UserKnownHostsFile={known} -o IdentitiesOnly=yes "
+    # -t: with a command (view, log) ssh allocates no pty by default; without one, the
+    # user's own terminal echoes what they type and line-buffers it (Ctrl-] needs Enter).
+    command = (f"ssh -t -F /dev/null -o UserKnownHostsFile={known} -o IdentitiesOnly=yes "
                f"-i {key} -p {port} {target}@127.0.0.1")
     return f"{command} {extra}".rstrip()
 
@@ -172,10 +174,12 @@ async def _serve(inst: Installation, home: Home, port: int, users: list[DemoUser
     say(f"certgate demo is running on 127.0.0.1:{port} (Ctrl-C stops it)")
     say(f"  home: {home.root}   VM vm01: {description}")
     say("")
-    say("  open vm01's console (interactive; Ctrl-] leaves):")
+    say("  open vm01's console (interactive; Ctrl-] leaves, Ctrl-E c ? shows the escape menu):")
     say(f"    {ssh_command(home, port, demo.key_path, 'vm01')}")
     say("  watch it read-only as another user:")
     say(f"    {ssh_command(home, port, watcher.key_path, 'vm01', 'view')}")
+    say("  read what the console printed while nobody watched (kept and logged):")
+    say(f"    {ssh_command(home, port, demo.key_path, 'vm01', 'log --since 10m')}")
     say("  who am I, what may I reach:")
     say(f"    {ssh_command(home, port, demo.key_path, 'whoami')}")
     say(f"    {ssh_command(home, port, demo.key_path, 'anything')}")
@@ -183,6 +187,7 @@ async def _serve(inst: Installation, home: Home, port: int, users: list[DemoUser
     prog = "certgate" if shutil.which("certgate") else f"{sys.executable} -m certgate"
     say(f"    {prog} --home {home.root} audit list")
     say(f"    {prog} --home {home.root} audit verify")
+    say(f"    {prog} --home {home.root} console log vm01 --since 10m")
     try:
         await wait_for_termination()
     finally:

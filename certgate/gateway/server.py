@@ -39,11 +39,13 @@ from certgate.audit import sessions as session_log
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, load_signer, write_checkpoint
 from certgate.audit.writer import AuditWriter
+from certgate.consolelog.settings import load_settings
 from certgate.consoles.backends import UpstreamSshOptions
-from certgate.consoles.hub import ConsoleHub
-from certgate.consoles.uri import parse_console_uri
+from certgate.consoles.hub import ConsoleHub, Opener
 from certgate.display import printable
 from certgate.errors import AuditError, CertgateError
+from certgate.gateway.keepers import ConsoleKeepers
+from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
 from certgate.gateway.rechecks import ChangeFeed, Waker, wait_for_wake
 from certgate.gateway.session import (
@@ -57,8 +59,9 @@ from certgate.installation import Installation
 from certgate.limits import LoginLimits
 from certgate.observability import GatewayMetrics, GatewayObserver, MetricsServer, log_event
 from certgate.observability.consoles import observed_opener
-from certgate.policy import INTERACT, VIEW
+from certgate.policy import INTERACT, VIEW, VMInfo, console_write_mode
 from certgate.policy.model import sorted_privileges
+from certgate.store import repositories as repo
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class ServeOptions:
     """Seconds: a live session whose heartbeat is older belongs to a dead gateway."""
     checkpoint_interval: float = 300.0
     limits: LoginLimits = field(default_factory=LoginLimits)
+    keep_consoles: bool = True
+    """Hold ``keep = always`` consoles; off on all replicas but one (QEMU serves one client)."""
 
 
 class _Connection(asyncssh.SSHServer):
@@ -210,7 +215,7 @@ class Gateway:
         self.actor = session_log.gateway_actor(options.gateway_id)
         self.live: dict[str, LiveSession] = {}
         self.audit_writer = AuditWriter(installation.audit)
-        self.hubs: dict[str, ConsoleHub] = {}
+        self.keepers: ConsoleKeepers | None = None
         self.throttle = LoginThrottle(options.limits)
         self._spawned: set[asyncio.Task[None]] = set()
         self.ssh_ca_key: asyncssh.SSHKey | None = None
@@ -250,6 +255,7 @@ class Gateway:
         # Load the checkpoint signer up front: a wrong passphrase must stop start-up, not
         # surface at the first checkpoint.
         await self.audit_writer.start()
+        self.console_log_settings = load_settings(home.config_path)
         self._signer = await asyncio.to_thread(load_signer, self.installation)
         await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
         reaped = await asyncio.to_thread(
@@ -279,6 +285,13 @@ class Gateway:
         self.waker = Waker(asyncio.get_running_loop())
         self.clock.on_jump(self.waker.wake_threadsafe)
         await self.feed.start()
+        self.keepers = ConsoleKeepers(
+            self.installation, actor=self.actor, audit=self.audit_writer.append,
+            settings=self.console_log_settings, ssh_options=self._upstream,
+            write_modes_of=self._write_modes, keep=self.options.keep_consoles,
+            opener_for=self._opener,
+        )
+        await self.keepers.start()
         self._tasks = [
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._heartbeat()),
@@ -328,8 +341,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.stop()
-        for hub in self.hubs.values():
-            await hub.close()
+        if self.keepers is not None:
+            await self.keepers.stop()
         await asyncio.gather(*self._spawned, return_exceptions=True)
         with contextlib.suppress(CertgateError):
             await self._write_summaries(final=True)
@@ -361,14 +374,16 @@ class Gateway:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def _hub(self, vm_name: str, console_uri: str) -> ConsoleHub:
-        hub = self.hubs.get(vm_name)
-        target = parse_console_uri(console_uri)
-        if hub is None or hub.target != target:
-            hub = ConsoleHub(target, ssh_options=self._upstream,
-                             opener=observed_opener(self.observer, vm_name))
-            self.hubs[vm_name] = hub
-        return hub
+    @property
+    def hubs(self) -> dict[str, ConsoleHub]:
+        return self.keepers.hubs if self.keepers is not None else {}
+
+    def _write_modes(self, vms: list[repo.VM]) -> dict[str, str]:
+        _, policy = self.access.current_policy()
+        return {vm.name: console_write_mode(policy, VMInfo(vm.name, vm.labels)) for vm in vms}
+
+    def _opener(self, vm_name: str) -> Opener:
+        return observed_opener(self.observer, vm_name)
 
     async def _handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         conn = process.channel.get_connection()
@@ -421,10 +436,16 @@ class Gateway:
             return 0
         if target == REVIEW_TARGET and command is None:
             return await self._review_link(process, identity, source)
-        if command not in (None, "view"):
+        log_request: LogRequest | None = None
+        if command is not None and command.split(maxsplit=1)[0] == "log":
+            try:
+                log_request = parse_log_command(command)
+            except CertgateError as exc:
+                process.stdout.write(f"certgate: {printable(str(exc)[:200])}\r\n".encode())
+                return 2
+        elif command not in (None, "view"):
             process.stdout.write(f"certgate: unknown command {printable(command[:64])!r} "
-                                 f"(use: view, whoami)"
-                                 f"\r\n".encode())
+                                 f"(use: view, log, whoami)\r\n".encode())
             return 2
         started = time.perf_counter()
         try:
@@ -432,6 +453,10 @@ class Gateway:
         except AccessRefused:
             await self._list(process, identity, source, target)
             return 0 if command is None else 1
+        if log_request is not None:
+            return await serve_log(process, grant, log_request, source=source,
+                                   logs_dir=self.installation.home.console_logs_dir,
+                                   audit=self.audit, actor=self.actor)
         interactive = wants_interaction(grant, command)
         self.observer.decision(
             grant.allowed and interactive is not None, time.perf_counter() - started,
@@ -446,7 +471,8 @@ class Gateway:
                 f"certgate: access to {target} denied\r\n{lines}\r\n".encode())
             return 1
         assert grant.vm is not None
-        hub = self._hub(grant.vm.name, grant.vm.console_uri)
+        assert self.keepers is not None
+        hub = await self.keepers.hub_for(grant.vm)
         return await run_console_session(process, hub, grant, interactive=interactive,
                                          source=source, env=self.env)
 
@@ -530,8 +556,8 @@ class Gateway:
             lines.append("  (none)")
         for vm, decision in reachable:
             lines.append(f"  {vm.name:<20} {', '.join(sorted_privileges(decision.privileges))}")
-        lines.append(f"connect with: ssh -p {self.options.port} VM@<gateway>  "
-                     f"(add the command `view` to watch without typing)")
+        lines.append(f"connect with: ssh -t -p {self.options.port} VM@<gateway>  "
+                     f"(add `view` to watch without typing, `log` to read the console log)")
         process.stdout.write(("\r\n".join(lines) + "\r\n").encode())
 
     # -- background duties --------------------------------------------------------------------

@@ -24,11 +24,23 @@ from certgate.access import SYSTEM_CLOCK, Clock, Grant
 from certgate.audit import sessions as session_log
 from certgate.audit.recording import AsciicastWriter, recording_path
 from certgate.consoles.errors import ConsoleError
+from certgate.consoles.escape import (
+    DEFAULT_ESCAPE,
+    DEFAULT_REPLAY,
+    Command,
+    EscapeParser,
+    EscapeSequence,
+    Forward,
+    MenuCommand,
+    UnknownCommand,
+    help_text,
+)
 from certgate.consoles.hub import Attachment, ConsoleHub
+from certgate.consoles.mux import Moderation, ObserverLeft
 from certgate.errors import CertgateError
 from certgate.gateway.memory import MemoryReleaser
 from certgate.observability.observer import GatewayObserver
-from certgate.policy import BREAK, INTERACT
+from certgate.policy import BREAK, FORCE, INTERACT, Subject, subject_tags
 from certgate.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -159,10 +171,16 @@ async def run_console_session(
     status = 0
     try:
         try:
+            decision = grant.decision
             attachment = await hub.attach(
                 session_id,
                 can_interact=interactive,
-                can_break=interactive and BREAK in grant.decision.privileges,
+                can_break=interactive and BREAK in decision.privileges,
+                can_force=interactive and FORCE in decision.privileges,
+                user=grant.identity.user,
+                tags=subject_tags(Subject(grant.identity.user, grant.attributes)),
+                moderation=Moderation(decision.observer, ObserverLeft(
+                    decision.on_observer_leave)) if decision.observer else None,
                 cols=cols,
                 rows=rows,
             )
@@ -173,10 +191,16 @@ async def run_console_session(
             _say(process, f"{grant.vm.name}: console unavailable")
             return 1
         mode = "interactive" if interactive else "view-only"
+        escape = EscapeSequence.parse(grant.vm.escape or DEFAULT_ESCAPE)
         process.stdout.write(
-            f"certgate: connected to {grant.vm.name} ({mode}); Ctrl-] leaves\r\n".encode()
+            f"certgate: connected to {grant.vm.name} ({mode}); Ctrl-] leaves, "
+            f"{escape.spec}? for the menu\r\n".encode()
         )
-        status = await _pump(process, attachment, live, recorder)
+        if process.get_terminal_type() is None:
+            process.stdout.write(
+                b"certgate: no terminal requested: your own terminal echoes and line-buffers "
+                b"what you type (Ctrl-] then needs Enter); use ssh -t\r\n")
+        status = await _pump(process, attachment, live, recorder, EscapeParser(escape))
     finally:
         env.live.pop(session_id, None)
         stats = None
@@ -237,6 +261,7 @@ async def _pump(
     attachment: Attachment,
     live: LiveSession,
     recorder: AsciicastWriter,
+    escapes: EscapeParser,
 ) -> int:
     flusher = _RecordingFlush(recorder)
 
@@ -267,17 +292,22 @@ async def _pump(
             if not data:
                 live.terminate("client closed the session")
                 return
-            if DETACH_KEY in data:
-                before = data.split(DETACH_KEY, 1)[0]
-                if before and live.interactive:
-                    await attachment.send(before)
+            detach = DETACH_KEY in data
+            if detach:
+                data = data.split(DETACH_KEY, 1)[0]
+            live.touch()
+            for action in escapes.feed(data):
+                if isinstance(action, Forward):
+                    if live.interactive:
+                        recorder.input(action.data)
+                        flusher.arm()
+                    await attachment.send(action.data)
+                elif await menu_action(attachment, action, escapes):
+                    detach = True
+                    break
+            if detach:
                 live.terminate("user detached")
                 return
-            live.touch()
-            if live.interactive:
-                recorder.input(data)
-                flusher.arm()
-            await attachment.send(data)
 
     tasks = [asyncio.create_task(t) for t in (guest_to_user(), user_to_guest())]
     waiter = asyncio.create_task(_wait(live.ended))
@@ -302,6 +332,39 @@ async def _pump(
     if reason.startswith("console closed:") and live.backend_exit_status is not None:
         return live.backend_exit_status
     return 0 if reason in ("user detached", "client closed the session") else 1
+
+
+async def menu_action(attachment: Attachment, action: MenuCommand | UnknownCommand,
+                      escapes: EscapeParser) -> bool:
+    """Carry out one escape menu command; True when the user asked to detach."""
+    if isinstance(action, UnknownCommand):
+        attachment.notice(f"unknown escape command {chr(action.key)!r}; "
+                          f"{escapes.sequence.spec}? for help")
+        return False
+    command = action.command
+    if command is Command.DETACH:
+        return True
+    if command is Command.HELP:
+        for line in help_text(escapes.sequence):
+            attachment.notice(line)
+    elif command is Command.WHO:
+        for person in attachment.who():
+            me = " (you)" if person.session_id == attachment.session_id else ""
+            attachment.notice(f"{person.user:<16} {person.mode}{me}")
+    elif command is Command.REPLAY:
+        attachment.replay(action.count or DEFAULT_REPLAY)
+    elif command is Command.BREAK:
+        if not await attachment.send_break():
+            attachment.notice("break not sent (not permitted, or not supported by this console)")
+    elif command is Command.TAKE:
+        attachment.take(force=False)
+    elif command is Command.FORCE:
+        attachment.take(force=True)
+    elif command is Command.HAND_BACK:
+        attachment.hand_back()
+    elif command is Command.SHARE:
+        attachment.share()
+    return False
 
 
 async def _wait(event: asyncio.Event) -> None:

@@ -66,13 +66,18 @@ def _rule(rule: Rule) -> dict[str, Any]:
         ]
     if when:
         out["when"] = when
-    session: dict[str, str | bool] = {}
+    session: dict[str, Any] = {}
     if rule.max_session is not None:
         session["max"] = format_duration(rule.max_session)
     if rule.idle_timeout is not None:
         session["idle"] = format_duration(rule.idle_timeout)
     if rule.record_input:
         session["record_input"] = True
+    if rule.write_mode is not None:
+        session["write_mode"] = rule.write_mode
+    if rule.observer is not None:
+        session["moderated"] = {"observer": rule.observer,
+                                "on_observer_leave": rule.on_observer_leave}
     if session:
         out["session"] = session
     return out

@@ -70,6 +70,9 @@ class Decision:
     max_session: timedelta | None = None
     idle_timeout: timedelta | None = None
     record_input: bool = False
+    observer: str | None = None
+    """Set when the session is moderated: the attribute an observer must hold."""
+    on_observer_leave: str = "pause"
 
     def explain(self) -> str:
         """Human-readable account of the decision, one reason per line."""
@@ -83,6 +86,9 @@ class Decision:
             limits.append(f"idle {format_duration(self.idle_timeout)}")
         if self.record_input:
             limits.append("keystrokes recorded")
+        if self.observer is not None:
+            limits.append(f"moderated: needs an observer with {self.observer} "
+                          f"({self.on_observer_leave} if the observer leaves)")
         if limits:
             lines.append(f"session: {', '.join(limits)}")
         return "\n".join(lines)
@@ -169,7 +175,40 @@ def scan_rules(
         max_session=strictest(r.max_session for r in allows),
         idle_timeout=strictest(r.idle_timeout for r in allows),
         record_input=any(r.record_input for r in allows),
+        **moderation_of(allows),
     )
+
+
+def moderation_of(allows: list[Rule]) -> dict[str, str]:
+    """The first moderated rule among those that allowed, in file order: a moderated rule
+    cannot be escaped by also matching an unmoderated one."""
+    moderated = next((r for r in allows if r.observer is not None), None)
+    if moderated is None or moderated.observer is None:
+        return {}
+    return {"observer": moderated.observer, "on_observer_leave": moderated.on_observer_leave}
+
+
+def console_write_mode(policy: Policy, vm: VMInfo) -> str:
+    """The console's write mode: ``exclusive`` when any allow rule selecting it says so.
+
+    A property of the console rather than of one holder's decision, so everyone on it
+    plays by the same rule however they were let in.
+    """
+    for rule in policy.rules:
+        if (rule.effect == "allow" and rule.write_mode == "exclusive"
+                and selects(rule, vm.name, vm.labels)):
+            return "exclusive"
+    return "shared"
+
+
+def subject_tags(subject: Subject) -> frozenset[str]:
+    """What an observer requirement (``role=security``) is matched against."""
+    attributes = subject.attributes
+    tags = {f"user={subject.identity}"}
+    tags.update(f"role={r}" for r in attributes.roles)
+    tags.update(f"group={g}" for g in attributes.groups)
+    tags.update(f"grant={g}" for g in attributes.grants)
+    return frozenset(tags)
 
 
 def allow_reason(rule: Rule) -> str:

@@ -34,6 +34,7 @@ from certgate.policy.evaluate import (
     VMInfo,
     allow_reason,
     deny_reason,
+    moderation_of,
     scan_rules,
     strictest,
 )
@@ -360,6 +361,7 @@ class PolicyIndex:
             max_session=_strictest_of(allow_rules, "max_session"),
             idle_timeout=_strictest_of(allow_rules, "idle_timeout"),
             record_input=any(rule.record_input for rule in allow_rules),
+            **moderation_of(allow_rules),
         )
 
     def _reason(self, i: int) -> str:

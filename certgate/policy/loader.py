@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network
@@ -17,6 +18,8 @@ from ca.attributes import ClearanceLevel
 from certgate.policy.errors import PolicyError
 from certgate.policy.model import (
     CLEARANCE_BY_NAME,
+    OBSERVER_LEAVE,
+    WRITE_MODES,
     Policy,
     Privilege,
     Rule,
@@ -103,11 +106,11 @@ def _rule(cursor: Cursor) -> Rule:
     if effect == "allow" and not privileges:
         raise cursor.error("an allow rule must list 'privileges' (e.g. [console.view])")
     sources, groups, windows = _when(entries["when"]) if "when" in entries else ((), (), ())
-    max_session, idle, record_input = None, None, False
+    limits = _SessionLimits()
     if "session" in entries:
         if effect == "deny":
             raise entries["session"].error("session limits apply to allow rules only")
-        max_session, idle, record_input = _session(entries["session"])
+        limits = _session(entries["session"])
     return Rule(
         name=name,
         effect=effect,
@@ -122,9 +125,12 @@ def _rule(cursor: Cursor) -> Rule:
         source_cidrs=sources,
         source_groups=groups,
         time_windows=windows,
-        max_session=max_session,
-        idle_timeout=idle,
-        record_input=record_input,
+        max_session=limits.max_session,
+        idle_timeout=limits.idle,
+        record_input=limits.record_input,
+        write_mode=limits.write_mode,
+        observer=limits.observer,
+        on_observer_leave=limits.on_observer_leave,
         location=cursor.location,
         description=entries["description"].string() if "description" in entries else None,
     )
@@ -235,16 +241,54 @@ def _time_windows(cursor: Cursor) -> list[TimeWindow]:
     return [TimeWindow(days, start, end, timezone) for start, end in ranges]
 
 
-def _session(cursor: Cursor) -> tuple[timedelta | None, timedelta | None, bool]:
-    entries = cursor.mapping(["max", "idle", "record_input"])
+@dataclass
+class _SessionLimits:
+    max_session: timedelta | None = None
+    idle: timedelta | None = None
+    record_input: bool = False
+    write_mode: str | None = None
+    observer: str | None = None
+    on_observer_leave: str = "pause"
+
+
+_OBSERVER = re.compile(r"(role|group|grant|user)=[A-Za-z0-9._:@/+-]{1,128}")
+
+
+def _session(cursor: Cursor) -> _SessionLimits:
+    entries = cursor.mapping(["max", "idle", "record_input", "write_mode", "moderated"])
     if not entries:
         raise cursor.error("must not be empty (leave 'session' out for no limits)")
-    max_session = entries["max"].parsed(parse_duration) if "max" in entries else None
-    idle = entries["idle"].parsed(parse_duration) if "idle" in entries else None
-    record_input = (
-        entries["record_input"].parsed(_parse_bool) if "record_input" in entries else False
-    )
-    return max_session, idle, record_input
+    limits = _SessionLimits()
+    limits.max_session = entries["max"].parsed(parse_duration) if "max" in entries else None
+    limits.idle = entries["idle"].parsed(parse_duration) if "idle" in entries else None
+    if "record_input" in entries:
+        limits.record_input = entries["record_input"].parsed(_parse_bool)
+    if "write_mode" in entries:
+        limits.write_mode = entries["write_mode"].parsed(_choice(WRITE_MODES, "write mode"))
+    if "moderated" in entries:
+        moderated = entries["moderated"].mapping(["observer", "on_observer_leave"],
+                                                 required=["observer"])
+        limits.observer = moderated["observer"].parsed(_observer)
+        if "on_observer_leave" in moderated:
+            limits.on_observer_leave = moderated["on_observer_leave"].parsed(
+                _choice(OBSERVER_LEAVE, "on_observer_leave"))
+    return limits
+
+
+def _observer(text: str) -> str:
+    if not _OBSERVER.fullmatch(text):
+        raise ValueError(f"observer {text!r} must be an attribute like role=security "
+                         "(role=, group=, grant= or user=)")
+    return text
+
+
+def _choice(options: tuple[str, ...], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"unknown {what} {text!r} (expected {' or '.join(options)})")
+        return text
+
+    return parse
 
 
 def _parse_bool(text: str) -> bool:

@@ -22,6 +22,8 @@ class Privilege(StrEnum):
     VIEW = "console.view"
     INTERACT = "console.interact"
     BREAK = "console.break"
+    FORCE = "console.force"
+    LOG = "console.log"
     REVIEW = "audit.review"
     """Reading the audit records and recordings of the selected VMs' sessions (``certgate
     web``); it implies nothing on the console and no console privilege implies it."""
@@ -30,18 +32,27 @@ class Privilege(StrEnum):
 VIEW: Final = Privilege.VIEW
 INTERACT: Final = Privilege.INTERACT
 BREAK: Final = Privilege.BREAK
+FORCE: Final = Privilege.FORCE
+LOG: Final = Privilege.LOG
 REVIEW: Final = Privilege.REVIEW
-CONSOLE_PRIVILEGES: Final[frozenset[str]] = frozenset({VIEW, INTERACT, BREAK})
+CONSOLE_PRIVILEGES: Final[frozenset[str]] = frozenset({VIEW, INTERACT, BREAK, FORCE, LOG})
 ALL_PRIVILEGES: Final[frozenset[str]] = frozenset(Privilege)
 
 #: Privileges form a ladder: break implies interact implies view. A break or SysRq is useless
-#: without typing the follow-up key, and typing is useless without seeing the console.
+#: without typing the follow-up key, and typing is useless without seeing the console. Taking
+#: the keyboard by force (an exclusive console) likewise implies interact. Reading the console
+#: log (history, possibly from before one's access) stands alone: it implies nothing.
 _IMPLIED: Final[Mapping[str, frozenset[str]]] = {
     VIEW: frozenset({VIEW}),
     INTERACT: frozenset({INTERACT, VIEW}),
     BREAK: frozenset({BREAK, INTERACT, VIEW}),
+    FORCE: frozenset({FORCE, INTERACT, VIEW}),
+    LOG: frozenset({LOG}),
     REVIEW: frozenset({REVIEW}),
 }
+
+WRITE_MODES: Final = ("shared", "exclusive")
+OBSERVER_LEAVE: Final = ("pause", "end")
 
 
 def implied_privileges(privileges: Iterable[str]) -> frozenset[str]:
@@ -140,6 +151,12 @@ class Rule:
     max_session: timedelta | None = None
     idle_timeout: timedelta | None = None
     record_input: bool = False
+    write_mode: str | None = None
+    """``exclusive`` makes every console this rule selects one-writer-at-a-time."""
+    observer: str | None = None
+    """Moderation: sessions granted by this rule are held until an ``observer`` (an attribute
+    such as ``role=security``) watches view-only."""
+    on_observer_leave: str = "pause"
     location: SourceLocation = field(default=SourceLocation("<policy>", 0, 0), compare=False)
     description: str | None = None
 

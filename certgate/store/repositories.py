@@ -97,6 +97,8 @@ class VM:
     console_uri: str
     labels: dict[str, str]
     created_at: datetime
+    keep: str | None = None
+    escape: str | None = None
 
 
 @dataclass(frozen=True)
@@ -483,15 +485,32 @@ def next_crl_number(session: Session, name: str) -> int:
 
 
 def _vm(row: VMRow) -> VM:
-    return VM(row.name, row.console_uri, dict(row.labels or {}), row.created_at)
+    return VM(row.name, row.console_uri, dict(row.labels or {}), row.created_at, row.keep,
+              row.escape)
 
 
-def add_vm(session: Session, name: str, console_uri: str, labels: dict[str, str]) -> VM:
+def add_vm(session: Session, name: str, console_uri: str, labels: dict[str, str], *,
+           keep: str | None = None, escape: str | None = None) -> VM:
     if session.execute(select(VMRow.id).where(VMRow.name == name)).first():
         raise ConflictError(f"VM {name} already exists (remove it first to change it)")
-    row = VMRow(name=name, console_uri=console_uri, labels=labels, created_at=now())
+    row = VMRow(name=name, console_uri=console_uri, labels=labels, created_at=now(), keep=keep,
+                escape=escape)
     session.add(row)
     mark_changed(session)
+    session.flush()
+    return _vm(row)
+
+
+def set_vm_console_options(session: Session, name: str, *, keep: str | None,
+                           escape: str | None) -> VM:
+    """Change how the gateway holds a VM's console (None leaves a setting as it is)."""
+    row = session.execute(select(VMRow).where(VMRow.name == name)).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(f"no VM named {name}")
+    if keep is not None:
+        row.keep = keep
+    if escape is not None:
+        row.escape = escape
     session.flush()
     return _vm(row)
 

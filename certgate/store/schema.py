@@ -134,6 +134,8 @@ class VMRow(Base):
     console_uri: Mapped[str] = mapped_column(Text)
     labels: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    keep: Mapped[str | None] = mapped_column(String(16))  # always | on-demand; None: default
+    escape: Mapped[str | None] = mapped_column(String(8))  # escape menu prefix; None: ^Ec
 
 
 class PolicyVersionRow(Base):
