@@ -1,7 +1,7 @@
 """Access core: the change counter, key bindings (one owner per key), user disable/remove.
 
 Revision ID: 0002_access_core
-Revises: 0003_hostile_input
+Revises: 0005_console_keeper
 Create Date: 2026-11-28 07:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_access_core"
-down_revision = "0003_hostile_input"
+down_revision = "0005_console_keeper"
 branch_labels = None
 depends_on = None
 
