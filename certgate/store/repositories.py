@@ -20,6 +20,7 @@ from certgate.store.schema import (
     KeyBindingRow,
     PolicyVersionRow,
     UserRow,
+    VMNicRow,
     VMRow,
 )
 
@@ -536,8 +537,17 @@ def remove_vm(session: Session, name: str) -> VM:
     if row is None:
         raise NotFoundError(f"no VM named {name}")
     vm = _vm(row)
+    has_nics = session.execute(
+        select(func.count()).select_from(VMNicRow).where(VMNicRow.vm_id == row.id)
+    ).scalar_one()
     session.delete(row)
     mark_changed(session)
+    if has_nics:
+        # Its interfaces go with it (cascade): group membership, and so from_group sources
+        # and the rendered ruleset, changed too.
+        from certgate.store.secgroup_repository import bump_generation
+
+        bump_generation(session)
     return vm
 
 

@@ -23,6 +23,7 @@ from certgate.secgroups.model import (
     SecurityGroup,
     SecurityRule,
 )
+from certgate.store.changes import mark_changed
 from certgate.store.repositories import now
 from certgate.store.schema import (
     SecurityGroupRow,
@@ -81,6 +82,9 @@ def generation(session: Session) -> int:
 
 
 def bump_generation(session: Session) -> int:
+    """Move the groups' counter and the store's: a policy rule with ``from_group`` depends on
+    the groups, so live sessions are re-decided when they change."""
+    mark_changed(session)
     row = session.get(SecurityGroupStateRow, 1, with_for_update=True)
     if row is None:
         row = SecurityGroupStateRow(id=1, generation=0)

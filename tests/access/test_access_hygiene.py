@@ -4,6 +4,7 @@ disable / enable / rm, and the change counter that tells gateways to re-decide."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from itertools import pairwise
 
 import pytest
@@ -14,6 +15,7 @@ from ca import keys
 from ca.attributes import AttributeSet
 from certgate.access import AccessRefused, AccessService, Credential
 from certgate.errors import CertgateError, ConflictError
+from certgate.firewall import operations as firewall
 from certgate.fleet import add_vm, apply_policy, issue_ssh_certificate, remove_vm
 from certgate.installation import Installation
 from certgate.store import repositories as repo
@@ -148,6 +150,12 @@ def test_every_change_that_can_affect_access_moves_the_counter(
     step("policy apply")
     add_vm(installation, "vm01", "tcp:127.0.0.1:1", {})
     step("VM add")
+    firewall.create_group(installation, "admins-net", description=None,
+                           restrict_egress=False)
+    step("security group create")
+    firewall.add_nic(installation, "vm01", "tap-vm01", [ip_network("10.9.0.5/32")],
+                     ["admins-net"])
+    step("NIC add (a from_group source changes)")
     remove_vm(installation, "vm01")
     step("VM rm")
     installation.ca.remove_user("fay")
