@@ -10,6 +10,7 @@ from ca import keys
 from ca.serials import format_serial
 from certgate.cli.main import AppContext, CommandGroup, emit_json, fail, pass_app
 from certgate.cli.streams import write_output
+from certgate.display import printable
 from certgate.provisioning import known_hosts_line
 
 
@@ -57,7 +58,7 @@ def ca_show(app: AppContext, as_json: bool) -> None:
         assert isinstance(cert, dict)
         click.echo(f"{label.replace('_', ' ')}:")
         for key, value in cert.items():
-            click.echo(f"  {key:<11} {value}")
+            click.echo(printable(f"  {key:<11} {value}"))
 
 
 @ca_group.command("export")

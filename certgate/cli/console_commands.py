@@ -28,10 +28,18 @@ def console_group() -> None:
               help="Only lines matching this regular expression.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--raw", is_flag=True,
+              help="Write the output as the console sent it, every escape sequence included "
+                   "(colours, cursor moves, but also title, clipboard and query sequences): "
+                   "for replaying into a terminal you trust with it.")
 @pass_app
 def console_log(app: AppContext, vm: str, since: str | None, until: str | None,
-                pattern: str | None, follow: bool, as_json: bool) -> None:
-    """Print what VM's console printed, with times; escape sequences are removed."""
+                pattern: str | None, follow: bool, as_json: bool, raw: bool) -> None:
+    """Print what VM's console printed, with times; escape sequences are removed
+    unless --raw is given."""
+    if raw and (pattern is not None or follow or as_json):
+        raise CertgateError("--raw replays the output as it was: it takes no --grep, "
+                            "--follow or --json")
     inst = app.installation()
     directory = log_directory(inst.home.console_logs_dir, vm)
     grep = compile_pattern(pattern)
@@ -47,7 +55,14 @@ def console_log(app: AppContext, vm: str, since: str | None, until: str | None,
         raise CertgateError(f"no VM named {vm} and no console log for it")
     # Recorded before anything is shown: reading history is itself an audited act.
     inst.audit.record(inst.event("console.log.read", outcome="ok", vm=vm, details={
-        "since": since, "until": until, "grep": pattern, "follow": follow, "via": "cli"}))
+        "since": since, "until": until, "grep": pattern, "follow": follow, "raw": raw,
+        "via": "cli"}))
+    if raw:
+        out = click.get_binary_stream("stdout")
+        for text in reader.output():
+            out.write(text.encode("utf-8", "surrogateescape"))
+        out.flush()
+        return
     if as_json:
         emit_json([{"at": line.at.isoformat(), "text": line.text, "note": line.note}
                    for line in reader.lines()])

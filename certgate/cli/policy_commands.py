@@ -68,9 +68,11 @@ def policy_show(app: AppContext, version: int | None, as_json: bool) -> None:
                    "applied_at": current.applied_at.isoformat(),
                    "applied_by": current.applied_by, "source": current.source})
         return
-    click.echo(f"# version {current.version}, applied {current.applied_at.isoformat()} by "
-               f"{current.applied_by} from {current.source_name}", err=True)
-    click.echo(current.source, nl=not current.source.endswith("\n"))
+    click.echo(printable(f"# version {current.version}, applied {current.applied_at.isoformat()}"
+                         f" by {current.applied_by} from {current.source_name}"), err=True)
+    # YAML admits bidi overrides and zero-width characters; they must not disguise a rule.
+    click.echo(printable(current.source, keep_newlines=True),
+               nl=not current.source.endswith("\n"))
 
 
 @policy_group.command("check")

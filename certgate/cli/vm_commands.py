@@ -8,6 +8,7 @@ from certgate.cli.main import AppContext, CommandGroup, emit_json, pass_app
 from certgate.consoles.escape import DEFAULT_ESCAPE
 from certgate.consoles.keeper import keep_mode
 from certgate.consoles.uri import parse_console_uri
+from certgate.display import printable
 from certgate.fleet import (
     add_vm,
     parse_labels,
@@ -75,7 +76,7 @@ def vm_list(app: AppContext, as_json: bool) -> None:
     click.echo(f"{'NAME':<20} {'CONSOLE':<44} {'KEEP':<10} LABELS")
     for vm in vms:
         labels = ",".join(f"{k}={v}" for k, v in sorted(vm.labels.items()))
-        click.echo(f"{vm.name:<20} {vm.console_uri:<44} {_keep(vm):<10} {labels}")
+        click.echo(printable(f"{vm.name:<20} {vm.console_uri:<44} {_keep(vm):<10} {labels}"))
 
 
 @vm_group.command("rm")

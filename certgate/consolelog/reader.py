@@ -136,6 +136,19 @@ class ConsoleLogReader:
             time.sleep(interval)
             yield from self._read()
 
+    def output(self) -> Iterator[str]:
+        """The console's output as the terminal received it (escape sequences and all),
+        between ``since`` and ``until``: for ``--raw``, which replays rather than reads."""
+        for _, path in list_segments(self.directory):
+            for at, code, text in _Segment(path).events():
+                if code != "o":
+                    continue
+                if self.since is not None and at < self.since:
+                    continue
+                if self.until is not None and at > self.until:
+                    continue
+                yield text
+
     def _read(self) -> Iterator[LogLine]:
         for _, path in list_segments(self.directory):
             segment = self._segments.get(path)

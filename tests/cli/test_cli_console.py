@@ -71,6 +71,27 @@ def test_console_log_prints_searches_and_is_audited(certgate: Certgate) -> None:
     assert certgate.ok("console", "log", "logged01", "--until", "2000-01-01").stdout == ""
 
 
+def test_console_log_raw_replays_every_sequence_and_the_default_none(
+    certgate: Certgate,
+) -> None:
+    certgate.ok("vm", "add", "logged03", "--console", "unix:/run/logged03.sock")
+    writer = ConsoleLogWriter(Home(certgate.home).console_logs_dir / "logged03", "logged03",
+                              ConsoleLogSettings())
+    hostile = "\x1b]52;c;cHduZWQ=\x07\x1b]0;PWNED\x07\x1b[2Jprompt# "
+    writer.output(b"ok\r\n" + hostile.encode())
+    writer.note("a gateway note, not console output")
+    writer.close()
+    before = certgate.last_seq()
+    cleaned = certgate.ok("console", "log", "logged03").stdout
+    assert "\x1b" not in cleaned and "\x07" not in cleaned and "prompt# " in cleaned
+    raw = certgate.ok("console", "log", "logged03", "--raw").stdout
+    assert raw == "ok\n" + hostile  # the runner reads text: \r\n arrives as \n
+    reads = [e for e in certgate.audit_since(before) if e.event_type == "console.log.read"]
+    assert [e.details["raw"] for e in reads] == [False, True]
+    assert certgate.refused("console", "log", "logged03", "--raw", "--grep", "ok") == (
+        "--raw replays the output as it was: it takes no --grep, --follow or --json")
+
+
 def test_console_log_refuses_bad_input_in_one_line(certgate: Certgate) -> None:
     assert certgate.refused("console", "log", "../etc") == "'../etc' is not a VM name"
     assert certgate.refused("console", "log", "nosuchvm") == (

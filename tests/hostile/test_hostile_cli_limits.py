@@ -111,3 +111,18 @@ def test_attr_verify_escapes_a_hostile_issuer_name(hostile: HostileHome) -> None
     assert "\\x1b" in message, message
     assert any(e.event_type == "attr.verify" for e in hostile.audit_since(head))
     hostile.assert_chain_intact()
+
+
+def test_policy_show_escapes_invisible_characters_that_would_disguise_a_rule(
+    hostile: HostileHome,
+) -> None:
+    """Finding 4: YAML admits bidi overrides and zero-width characters (not ESC), so a policy's
+    text could read differently on the admin's terminal than it does to the evaluator."""
+    disguised = ("version: 1\nrules:\n  - name: ops\n    description: \"harmless \u202e"
+                 "ynam lla\"\n    effect: allow\n    vms: {names: [\"vm\u200b*\"]}\n"
+                 "    privileges: [console.view]\n")
+    hostile.ok("policy", "apply", hostile.file("disguised.yaml", disguised.encode()))
+    shown = hostile.ok("policy", "show").stdout
+    assert "\u202e" not in shown and "\u200b" not in shown
+    assert 'description: "harmless \\u202eynam lla"' in shown
+    assert 'vms: {names: ["vm\\u200b*"]}' in shown
