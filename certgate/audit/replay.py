@@ -122,8 +122,8 @@ def cast_output(data: bytes, name: str) -> tuple[list[float], list[str]]:
         raise CertgateError(f"{name} is not an asciicast v2 recording")
     found = _EVENT_LINE.findall(text, header_end)
     lines = text.count("\n", header_end) + (not text.endswith("\n") and header_end < len(text))
-    if (len(found) != lines or len(text) - header_end > MAX_LINE_CHARS - 1
-            and max(map(len, text[header_end:].split("\n"))) > MAX_LINE_CHARS - 1):
+    if (len(found) != lines or (len(text) - header_end > MAX_LINE_CHARS - 1
+            and max(map(len, text[header_end:].split("\n"))) > MAX_LINE_CHARS - 1)):
         return _cast_output_by_line(text[header_end:], name)
     times = [float(t) for t, code, _ in found if code == "o"]
     if not times:

@@ -54,6 +54,8 @@ _JOINERS = [(separator, _escapes_stopping_at(separator))
 
 def plain_texts(texts: Sequence[str]) -> list[str]:
     """``[plain_text(t) for t in texts]`` in two regex passes over all of them at once."""
+    if not texts:
+        return []
     whole = "".join(texts)
     for separator, escapes in _JOINERS:
         if separator not in whole:
