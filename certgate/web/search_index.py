@@ -37,7 +37,7 @@ from certgate.audit.replay import read_cast
 from certgate.errors import CertgateError
 from certgate.store.database import Database
 from certgate.store.schema import ConsoleSessionRow
-from certgate.web.terminal_text import TextChunk, chunks, recording_chunks
+from certgate.web.terminal_text import chunks, recording_chunks
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 8
@@ -280,7 +280,7 @@ class SearchIndex:
             return len(todo)
 
     def _store(self, connection: sqlite3.Connection, todo: list[_Pending],
-               found: Iterator[list[TextChunk]]) -> None:
+               found: Iterator[list[_Row]]) -> None:
         """Write recordings' chunks in ended-at order (rowids newest last), many recordings
         per transaction: a recording and its chunks always commit together."""
         connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
@@ -291,12 +291,13 @@ class SearchIndex:
                 connection.executemany(
                     "INSERT INTO chunks(text, session_id, vm, t_start, t_end) "
                     "VALUES (?,?,?,?,?)",
-                    [(c.text, item.session_id, item.vm, c.t_start, c.t_end) for c in chunk_list])
+                    [(text, item.session_id, item.vm, t_start, t_end)
+                     for text, t_start, t_end in chunk_list])
                 connection.execute(
                     "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?)",
                     (item.session_id, item.vm, item.user, item.ended_at.isoformat(),
                      len(chunk_list), datetime.now(UTC).isoformat()))
-                pending += sum(len(c.text) for c in chunk_list) + 1
+                pending += sum(len(row[0]) for row in chunk_list) + 1
                 if pending >= TRANSACTION_CHARS:
                     connection.execute("COMMIT")
                     connection.execute("BEGIN IMMEDIATE")
@@ -323,7 +324,11 @@ class _Pending:
     cast: Path
 
 
-def recording_file_chunks(cast: Path) -> list[TextChunk]:
+_Row = tuple[str, float, float]
+"""A chunk as stored: text, t_start, t_end (tuples cross between processes cheaply)."""
+
+
+def recording_file_chunks(cast: Path) -> list[_Row]:
     """The chunks of one recording file; none if it cannot be read or is not a recording.
 
     A file up to ``WHOLE_FILE_BYTES`` is read at once (``recording_chunks``); a larger one
@@ -333,13 +338,15 @@ def recording_file_chunks(cast: Path) -> list[TextChunk]:
         with cast.open("rb") as handle:
             data = handle.read(WHOLE_FILE_BYTES + 1)
         if len(data) <= WHOLE_FILE_BYTES:
-            return recording_chunks(data, str(cast))
-        return list(chunks(read_cast(cast)[1]))
+            found = recording_chunks(data, str(cast))
+        else:
+            found = list(chunks(read_cast(cast)[1]))
+        return [(c.text, c.t_start, c.t_end) for c in found]
     except (CertgateError, OSError, ValueError, TypeError):
         return []
 
 
-def _read_all(todo: list[_Pending], workers: int) -> Iterator[list[TextChunk]]:
+def _read_all(todo: list[_Pending], workers: int) -> Iterator[list[_Row]]:
     """Each pending recording's chunks, in order; read by ``workers`` processes when > 1,
     at most a few recordings per worker ahead of the writer (memory stays bounded)."""
     if workers <= 1:
@@ -348,7 +355,7 @@ def _read_all(todo: list[_Pending], workers: int) -> Iterator[list[TextChunk]]:
         return
     context = multiprocessing.get_context("spawn")  # no fork of a threaded web server
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        window: deque[Future[list[TextChunk]]] = deque()
+        window: deque[Future[list[_Row]]] = deque()
         ahead = 8 * workers
         for item in todo:
             window.append(pool.submit(recording_file_chunks, item.cast))
