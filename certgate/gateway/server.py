@@ -47,6 +47,7 @@ from certgate.errors import AuditError, CertgateError
 from certgate.gateway.keepers import ConsoleKeepers
 from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
+from certgate.gateway.quickack import acknowledge_promptly, stop_prompt_acks
 from certgate.gateway.rechecks import ChangeFeed, Waker, wait_for_wake
 from certgate.gateway.session import (
     LiveSession,
@@ -112,6 +113,7 @@ class _Connection(asyncssh.SSHServer):
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal.reason)
             return
         self.admitted = True
+        acknowledge_promptly(conn)
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
@@ -146,6 +148,8 @@ class _Connection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.authenticated = True
+        if self.conn is not None:
+            stop_prompt_acks(self.conn)
         self.gateway.throttle.connection_authenticated(self.source)
         idle = self.gateway.options.limits.idle_without_session
         if idle > 0:
