@@ -232,7 +232,7 @@ class Gateway:
             installation.database, installation.home.recordings_dir, options.gateway_id,
             self.live, self.observer,
             max_recording_bytes=installation.config.limits.max_recording_bytes,
-            clock=clock, on_new_session=self._wake,
+            clock=clock, on_new_session=self._wake, audit_writer=self.audit_writer,
         )
         if self.observer.metrics is not None:
             self.observer.metrics.watch(live_sessions=lambda: len(self.live),
@@ -400,6 +400,9 @@ class Gateway:
             if identity is None:  # cannot happen after successful auth; fail closed anyway
                 process.stdout.write(b"certgate: not authenticated\r\n")
             else:
+                # Nothing is served before the login itself is durably audited.
+                assert isinstance(owner, _Connection)
+                await owner.state.wait_recorded()
                 status = await self._serve(process, identity, peer_address(conn))
         except AuditError:
             with contextlib.suppress(Exception):
@@ -467,8 +470,9 @@ class Gateway:
             user=identity.user, vm=target, source=source,
             mode=None if interactive is None else ("interactive" if interactive else "view"),
             reasons=list(grant.decision.reasons))
-        await self._audit_decision(grant, source, interactive)
+        decision = self._decision_event(grant, source, interactive)
         if not grant.allowed or interactive is None:
+            await self.audit(decision)
             text = explain(grant) if not grant.allowed else "view-only access is not granted"
             lines = "\r\n".join(f"  {line}" for line in text.splitlines())
             process.stdout.write(
@@ -477,13 +481,16 @@ class Gateway:
         assert grant.vm is not None
         assert self.keepers is not None
         hub = await self.keepers.hub_for(grant.vm)
+        # The allowing decision is committed with the session start (one commit, both or
+        # neither), before the console is attached.
         return await run_console_session(process, hub, grant, interactive=interactive,
-                                         source=source, env=self.env)
+                                         source=source, env=self.env,
+                                         decision_event=decision)
 
-    async def _audit_decision(self, grant: Grant, source: str | None,
-                              interactive: bool | None) -> None:
+    def _decision_event(self, grant: Grant, source: str | None,
+                        interactive: bool | None) -> AuditEvent:
         allowed = grant.allowed and interactive is not None
-        await self.audit(AuditEvent(
+        return AuditEvent(
             "access.decide", self.actor, outcome="allow" if allowed else "deny",
             user=grant.identity.user, vm=grant.vm.name if grant.vm else None,
             serial=grant.identity.serial, source=source,
@@ -499,7 +506,7 @@ class Gateway:
                 "rejected_attribute_certificates": list(grant.rejected_attribute_certificates),
                 "policy_version": grant.policy_version,
             },
-        ))
+        )
 
     async def _whoami(self, process: asyncssh.SSHServerProcess[bytes],
                       identity: Identity) -> None:
