@@ -10,6 +10,7 @@
   var src = element.getAttribute("data-src");
   var startText = element.getAttribute("data-start-at");
   var player = null;
+  var requestedSpeed = null;  // chosen before the recording arrived
   var recording = null;
   var timeline = [];
 
@@ -71,15 +72,20 @@
     timeline = buildTimeline(text);
     // A hit names the moment its text was shown: start just after it, so that output is on
     // the screen.
-    create(startText ? parseFloat(startText) + 0.001 : null, 1, false);
+    var startAt = startText ? parseFloat(startText) + 0.001 : null;
+    if (requestedSpeed !== null) {
+      create(startAt, requestedSpeed, true);
+    } else {
+      create(startAt, 1, false);
+    }
   }).catch(function (error) {
     element.textContent = String(error.message || error);
   });
 
   if (speedSelect) {
     speedSelect.addEventListener("change", function () {
-      if (!player) { return; }
       var speed = parseFloat(speedSelect.value);
+      if (!player) { requestedSpeed = speed; return; }
       Promise.resolve(player.getCurrentTime()).then(function (now) {
         player.dispose();
         element.textContent = "";
