@@ -364,8 +364,10 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
     try:
         inst.ca.add_user("bench", email=None, days=1,
                          public_key=keys.load_public_key(Path(f"{user_key}.pub").read_bytes()))
-        add_vm(inst, "banner", f"unix:{console.banner_path}", {})
-        add_vm(inst, "bulk", f"unix:{console.bulk_path}", {})
+        # On demand, as the other hops: each session opens the console socket itself (a kept
+        # bulk console would re-read the stream in the background and skew the CPU figure).
+        add_vm(inst, "banner", f"unix:{console.banner_path}", {}, keep="on-demand")
+        add_vm(inst, "bulk", f"unix:{console.bulk_path}", {}, keep="on-demand")
         apply_policy(inst, POLICY, "bench.yaml")
         known_hosts = work / "certgate_known_hosts"
         known_hosts.write_text(known_hosts_line(home, inst.config) + "\n")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent
@@ -77,6 +77,49 @@ def gateway_actor(gateway_id: str) -> str:
     return f"gateway:{gateway_id}"
 
 
+@dataclass(frozen=True)
+class SessionStart:
+    """A live session row and its ``session.start`` event, to be committed together.
+
+    The gateway commits it through its audit writer in the same unit as the decision that
+    allowed the session (``AuditWriter.append_many([decision, start.event],
+    before=[start.insert])``): one commit before the first console byte instead of two.
+    """
+
+    session: ConsoleSession
+
+    @classmethod
+    def new(cls, *, user: str, vm: str, identity_serial: str, source: str | None,
+            privileges: Sequence[str], gateway_id: str, recording_path: str | None = None,
+            session_id: str | None = None, now: datetime | None = None) -> SessionStart:
+        now = now or datetime.now(UTC)
+        return cls(ConsoleSession(
+            id=session_id or str(uuid.uuid4()), user=user, vm=vm,
+            identity_serial=identity_serial, source=source, privileges=tuple(privileges),
+            gateway_id=gateway_id, started_at=now, heartbeat_at=now, ended_at=None,
+            end_reason=None, status=LIVE, bytes_in=0, bytes_out=0,
+            recording_path=recording_path, recording_sha256=None))
+
+    @property
+    def event(self) -> AuditEvent:
+        s = self.session
+        return AuditEvent(
+            "session.start", gateway_actor(s.gateway_id), outcome="ok", user=s.user, vm=s.vm,
+            serial=s.identity_serial, source=s.source, session_id=s.id,
+            details={"privileges": sorted(s.privileges), "recording": s.recording_path},
+        )
+
+    def insert(self, session: Session) -> None:
+        """Insert the row (a Core INSERT: no ORM object to build and flush)."""
+        s = self.session
+        session.execute(insert(ConsoleSessionRow), [{
+            "id": s.id, "user_name": s.user, "vm": s.vm, "identity_serial": s.identity_serial,
+            "source": s.source, "privileges": list(s.privileges), "gateway_id": s.gateway_id,
+            "started_at": s.started_at, "heartbeat_at": s.heartbeat_at, "status": LIVE,
+            "bytes_in": 0, "bytes_out": 0, "recording_path": s.recording_path,
+        }])
+
+
 def start_session(
     database: Database,
     *,
@@ -91,22 +134,13 @@ def start_session(
     now: datetime | None = None,
 ) -> ConsoleSession:
     """Insert the live session row and its ``session.start`` event in one commit."""
-    now = now or datetime.now(UTC)
-    session_id = session_id or str(uuid.uuid4())
+    start = SessionStart.new(user=user, vm=vm, identity_serial=identity_serial, source=source,
+                             privileges=privileges, gateway_id=gateway_id,
+                             recording_path=recording_path, session_id=session_id, now=now)
     with database.write() as session:
-        row = ConsoleSessionRow(
-            id=session_id, user_name=user, vm=vm, identity_serial=identity_serial,
-            source=source, privileges=list(privileges), gateway_id=gateway_id,
-            started_at=now, heartbeat_at=now, status=LIVE, bytes_in=0, bytes_out=0,
-            recording_path=recording_path,
-        )
-        session.add(row)
-        append_in(session, [AuditEvent(
-            "session.start", gateway_actor(gateway_id), outcome="ok", user=user, vm=vm,
-            serial=identity_serial, source=source, session_id=session_id,
-            details={"privileges": sorted(privileges), "recording": recording_path},
-        )])
-        return _session(row)
+        start.insert(session)
+        append_in(session, [start.event])
+    return start.session
 
 
 def heartbeat(database: Database, session_id: str, *, now: datetime | None = None) -> None:

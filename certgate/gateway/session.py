@@ -1,9 +1,11 @@
 """One console session: from an allowed decision to bytes flowing, and a clean end.
 
-Order matters for the audit promise: the session row and its ``session.start`` event are
-committed before the console is attached, so no byte can reach a guest unrecorded; if that
-commit fails, the session never opens. The end is recorded whichever way the session ends:
-the user leaves, the guest hangs up, the client vanishes, a limit or a revocation ends it.
+Order matters for the audit promise: the decision that allowed the session, the session row
+and its ``session.start`` event are committed -- together, in one commit -- before the
+console is attached, so no byte reaches the user or the guest unless the decision is durably
+audited; if that commit fails, the session never opens. The end is recorded whichever way
+the session ends: the user leaves, the guest hangs up, the client vanishes, a limit or a
+revocation ends it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,10 @@ import asyncssh
 
 from certgate.access import SYSTEM_CLOCK, Clock, Grant
 from certgate.audit import sessions as session_log
+from certgate.audit.chain import AuditEvent
+from certgate.audit.log import AuditLog
 from certgate.audit.recording import AsciicastWriter, recording_path
+from certgate.audit.writer import AuditWriter
 from certgate.consoles.errors import ConsoleError
 from certgate.consoles.escape import (
     DEFAULT_ESCAPE,
@@ -114,6 +119,18 @@ class SessionEnvironment:
     clock: Clock = SYSTEM_CLOCK
     on_new_session: Callable[[], None] = lambda: None
     """Called when a session goes live, so the re-check loop learns its deadline."""
+    audit_writer: AuditWriter | None = None
+    """The gateway's group-commit writer; without one, the start is committed directly."""
+
+    async def commit_start(self, start: session_log.SessionStart,
+                           preceding: Sequence[AuditEvent]) -> None:
+        """One commit: ``preceding`` (the decision), the session row, ``session.start``."""
+        events = [*preceding, start.event]
+        if self.audit_writer is not None:
+            await self.audit_writer.append_many(events, before=[start.insert])
+        else:
+            await asyncio.to_thread(AuditLog(self.database).record_many, events,
+                                    before=[start.insert])
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
@@ -129,26 +146,23 @@ async def run_console_session(
     interactive: bool,
     source: str | None,
     env: SessionEnvironment,
+    decision_event: AuditEvent | None = None,
 ) -> int:
-    """Pass the session through; returns the exit status for the SSH client."""
+    """Pass the session through; returns the exit status for the SSH client.
+
+    ``decision_event`` (the gateway's ``access.decide``) is committed with the session start,
+    in the same transaction: both or neither."""
     assert grant.vm is not None
     cols, rows = _terminal_size(process)
     session_id = str(uuid.uuid4())
     privileges = sorted(grant.decision.privileges) if interactive else ["console.view"]
     cast_path = recording_path(env.recordings_dir, session_id)
+    start = session_log.SessionStart.new(
+        user=grant.identity.user, vm=grant.vm.name, identity_serial=grant.identity.serial,
+        source=source, privileges=privileges, gateway_id=env.gateway_id,
+        recording_path=str(cast_path), session_id=session_id)
     try:
-        await asyncio.to_thread(
-            session_log.start_session,
-            env.database,
-            user=grant.identity.user,
-            vm=grant.vm.name,
-            identity_serial=grant.identity.serial,
-            source=source,
-            privileges=privileges,
-            gateway_id=env.gateway_id,
-            recording_path=str(cast_path),
-            session_id=session_id,
-        )
+        await env.commit_start(start, [decision_event] if decision_event is not None else [])
     except CertgateError as exc:
         env.observer.database_error("session start", exc)
         _say(process, "the audit log cannot be written; no session is opened")

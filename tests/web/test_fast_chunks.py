@@ -12,17 +12,25 @@ path must refuse it too; no other exception may come out of either.
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from review_samples import add_person, recorded_session, setup_fleet
 
 from certgate.audit import replay
 from certgate.audit.recording import json_string_body
 from certgate.audit.replay import cast_output, read_cast
 from certgate.errors import CertgateError
+from certgate.installation import Installation
+from certgate.web import search_index
+from certgate.web.search_index import SearchIndex
 from certgate.web.terminal_text import (
     MAX_CHARS,
     TextChunk,
@@ -109,8 +117,8 @@ def recordings(draw: st.DrawFn) -> bytes:
     t = 0.0
     for number in range(count):
         t += draw(st.sampled_from([0.0, 0.01, 0.5, 4.9, 5.0, 5.5, 30.0]))
-        lines.append(draw(_event_line(t, mode == "clean" or mode == "one bad line"
-                                      and number != bad)))
+        lines.append(draw(_event_line(t, mode == "clean" or (mode == "one bad line"
+                                      and number != bad))))
     newline = draw(st.sampled_from(["\n", "\n", "\r\n", "\r"]))
     text = newline.join(lines)
     if draw(st.booleans()):
@@ -203,3 +211,45 @@ def test_hostile_times_and_surrogates_are_refused_or_cleaned_not_raised() -> Non
     assert _reference(f'{header}[{10**400}, "o", "x"]\n'.encode()) == "refused"
     found = recording_chunks(f'{header}[1, "o", "a\\ud800b"]\n'.encode(), "r.cast")
     assert [c.text for c in found] == ["a b"]
+
+
+def test_parallel_backfill_writes_what_one_process_writes(installation: Installation,
+                                                           tmp_path: Path) -> None:
+    """``catch_up(workers=2)`` reads recordings in other processes; the index it writes
+    (rows, their order, per-recording counts, an unreadable recording) is the same."""
+    setup_fleet(installation)
+    person = add_person(installation, tmp_path, "olivia", "operator")
+    for n in range(9):
+        recorded_session(installation, person, "lab01" if n % 2 else "prod01",
+                         [f"boot {n}\r\n", "\x1b[1mstatus\x1b[0m ok\r\n" * (n + 1)],
+                         started=datetime.now(UTC) - timedelta(hours=10 - n))
+    broken = recorded_session(installation, person, "lab01", ["fine\r\n"])
+    Path(str(broken.recording_path)).write_text('{"version": 2}\n[1, "o", "x"\n[2, "o", "y"]\n')
+    submitted = []
+
+    class CountingPool(ProcessPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(args[1])
+            return super().submit(*args, **kwargs)
+
+    def contents(index: SearchIndex) -> tuple[list[Any], list[Any]]:
+        with sqlite3.connect(index.path) as connection:
+            return (connection.execute("SELECT text, session_id, vm, t_start, t_end FROM "
+                                       "chunks ORDER BY rowid").fetchall(),
+                    connection.execute("SELECT session_id, vm, user_name, ended_at, chunks "
+                                       "FROM recordings ORDER BY session_id").fetchall())
+
+    recordings = installation.home.recordings_dir
+    one = SearchIndex(tmp_path / "one" / "index.sqlite")
+    assert one.catch_up(installation.database, recordings) == 10
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search_index, "PARALLEL_FROM", 4)
+        patch.setattr(search_index, "ProcessPoolExecutor", CountingPool)
+        two = SearchIndex(tmp_path / "two" / "index.sqlite")
+        assert two.catch_up(installation.database, recordings, workers=2) == 10
+    assert len(submitted) == 10
+    rows, per_recording = contents(one)
+    assert (rows, per_recording) == contents(two)
+    assert len(rows) == 9  # one chunk (at most 10 lines) per readable recording
+    assert {r[0]: r[4] for r in per_recording}[broken.id] == 0
+    assert [hit.session_id for hit in two.search("status", ["lab01", "prod01"])]
