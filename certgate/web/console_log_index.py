@@ -28,30 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certgate.audit.replay import CastEvent, parse_event
-from certgate.consolelog.reader import log_directory
-from certgate.consolelog.writer import SEGMENT_NAME, list_segments
-from certgate.errors import CertgateError
+from certgate.consolelog.writer import list_segments
+from certgate.web.console_logs import MAX_HEADER_BYTES, header_start, vm_name_ok
 from certgate.web.search_index import SearchIndex, contained
 from certgate.web.terminal_text import chunks
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
-MAX_HEADER_BYTES = 64 * 1024
 QUIET_SECONDS = 5.0
-
-
-
-def vm_name_ok(name: str) -> bool:
-    """A console log directory name is a VM name (the reader's full-match rule)."""
-    try:
-        log_directory(Path("."), name)
-    except CertgateError:
-        return False
-    return True
-
-
-def segment_name_ok(name: str) -> bool:
-    return SEGMENT_NAME.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -142,7 +126,7 @@ def _index_segment(connection: sqlite3.Connection, vm: str, segment: str, found:
                                       or state.indexed_bytes > stat.st_size):
                 _forget(connection, vm, segment)  # replaced under the same name
                 state = None
-            started = _start_time(header_line)
+            started = header_start(header_line)
             if started is None:
                 _remember(connection, vm, segment, 0.0, header_sha256, stat.st_size, 0, stamp)
                 return 0
@@ -168,19 +152,6 @@ def _index_segment(connection: sqlite3.Connection, vm: str, segment: str, found:
             return count
     except OSError:
         return None  # removed while we looked: the next catch-up forgets it
-
-
-def _start_time(header_line: bytes) -> float | None:
-    try:
-        header = json.loads(header_line)
-    except ValueError:
-        return None
-    if not isinstance(header, dict) or header.get("version") != 2:
-        return None
-    started = header.get("timestamp")
-    if isinstance(started, bool) or not isinstance(started, int | float):
-        return None
-    return float(started)
 
 
 def _complete_events(data: bytes, offset: int, *, hold_back_open_line: bool
