@@ -24,6 +24,7 @@ plain table (what searching without a full-text index costs).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import shutil
@@ -123,11 +124,11 @@ def recording(rng: random.Random, words: list[str], blocks: list[bytes], size: i
             body = json_string_body(output_text(rng, words).encode())
         else:
             body = blocks[randrange(count)]
-        line = b'[%r, "o", "%s"]\n' % (round(t, 3), body)
+        line = b'[%.3f, "o", "%s"]\n' % (t, body)
         out.append(line)
         written += len(line)
     if rare:
-        out.append(b'[%r, "o", "# grep %s /etc/hosts\\r\\n"]\n' % (round(t + 1, 3),
+        out.append(b'[%.3f, "o", "# grep %s /etc/hosts\\r\\n"]\n' % (t + 1,
                                                                      RARE.encode()))
     return b"".join(out)
 
@@ -136,31 +137,41 @@ SPACING = timedelta(seconds=77)
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=90)
 
 
+_WORDS: list[str] = []
+_BLOCKS: list[bytes] = []
+
+
+def write_recording(job: tuple[Path, int, int, bool]) -> int:
+    """Write one recording (in a generator process); its own seed keeps the corpus the same
+    whatever process writes it. Returns its size."""
+    path, seed, size, rare = job
+    data = recording(random.Random(seed), _WORDS, _BLOCKS, size, rare)
+    path.write_bytes(data)
+    return len(data)
+
+
 def populate(inst: Installation, sessions: int, corpus: int, seed: int,
-             recorded: int) -> tuple[int, float]:
-    """Session rows (bulk) and, for ``recorded`` of them, recordings; returns (bytes
-    written, seconds)."""
+             recorded: int, processes: int) -> tuple[int, float]:
+    """Session rows (bulk) and, for ``recorded`` of them, recordings written by
+    ``processes`` processes; returns (bytes written, seconds)."""
     rng = random.Random(seed)
     words = vocabulary(rng)
-    blocks = shared_blocks(rng, words)
+    _WORDS[:] = words
+    _BLOCKS[:] = shared_blocks(rng, words)
     started = time.perf_counter()
     recordings = inst.home.recordings_dir
-    base = BASE
     per = max(200, corpus // recorded)
     every = max(1, sessions // recorded)
-    total = 0
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(sessions)]
+    jobs = [(recordings / f"{ids[n]}.cast", rng.getrandbits(64), int(per * (0.5 + rng.random())),
+             n % (every * 50) == 0) for n in range(0, sessions, every)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        sizes = dict(zip((job[0] for job in jobs),
+                         pool.imap(write_recording, jobs, chunksize=64), strict=True))
     rows = []
-    for n in range(sessions):
-        session_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        path: Path | None = None
-        data = b""
-        if n % every == 0:
-            path = recordings / f"{session_id}.cast"
-            data = recording(rng, words, blocks, int(per * (0.5 + rng.random())),
-                             rare=n % (every * 50) == 0)
-            path.write_bytes(data)
-            total += len(data)
-        begin = base + n * SPACING
+    for n, session_id in enumerate(ids):
+        path = recordings / f"{session_id}.cast" if n % every == 0 else None
+        begin = BASE + n * SPACING
         rows.append({
             "id": session_id, "user_name": f"user{n % USERS}", "vm": f"vm{n % VMS:03d}",
             "identity_serial": "1f" * 10, "source": "10.0.0.1", "privileges": ["console.view"],
@@ -168,8 +179,8 @@ def populate(inst: Installation, sessions: int, corpus: int, seed: int,
             "ended_at": begin + timedelta(seconds=60 + n % 3600),
             "end_reason": "access withdrawn: revoked" if n % 97 == 0 else "user detached",
             "status": "abnormal" if n % 211 == 0 else "ended", "bytes_in": 100,
-            "bytes_out": len(data), "recording_path": str(path) if path else None,
-            "recording_sha256": None,
+            "bytes_out": sizes[path] if path else 0,
+            "recording_path": str(path) if path else None, "recording_sha256": None,
         })
         if len(rows) == 5000:
             with inst.database.write() as session:
@@ -178,7 +189,7 @@ def populate(inst: Installation, sessions: int, corpus: int, seed: int,
     if rows:
         with inst.database.write() as session:
             session.execute(insert(ConsoleSessionRow), rows)
-    return total, time.perf_counter() - started
+    return sum(sizes.values()), time.perf_counter() - started
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -254,7 +265,7 @@ def main() -> None:
 
         recorded = args.recorded or args.sessions
         corpus, gen_seconds = populate(inst, args.sessions, args.corpus_mb * 2**20, args.seed,
-                                       recorded)
+                                       recorded, os.cpu_count() or 1)
         print(f"generated {args.sessions:,} sessions, {corpus / 2**20:,.0f} MiB of recordings "
               f"in {gen_seconds:.0f} s", file=sys.stderr)
         site = build_site(inst)
