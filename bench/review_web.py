@@ -39,7 +39,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "web"))
@@ -53,6 +53,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from certgate.audit.recording import json_string_body
+from certgate.audit.replay import read_cast
 from certgate.fleet import add_vm, apply_policy
 from certgate.home import Home
 from certgate.installation import Installation
@@ -60,7 +61,9 @@ from certgate.provisioning import InitOptions, create_installation
 from certgate.store.schema import ConsoleSessionRow
 from certgate.web import catalog, signin
 from certgate.web.app import create_app
+from certgate.web.search_index import SearchIndex, _Pending, _read_all
 from certgate.web.server import build_site
+from certgate.web.terminal_text import chunks
 
 PASSPHRASE = b"bench passphrase"
 VMS, USERS = 200, 500
@@ -192,6 +195,44 @@ def populate(inst: Installation, sessions: int, corpus: int, seed: int,
     return sum(sizes.values()), time.perf_counter() - started
 
 
+def index_sample(inst: Installation, scratch: Path, count: int,
+                 workers: int) -> tuple[float, float, int]:
+    """Index the same ``count`` recordings twice into scratch indexes, timed: the reference
+    way (``read_cast`` + ``chunks``, one transaction per recording: the code before the fast
+    path) and the way ``catch_up`` does now. Returns (reference s, now s, bytes)."""
+    with inst.database.read() as session:
+        rows = session.execute(
+            select(ConsoleSessionRow.id, ConsoleSessionRow.vm, ConsoleSessionRow.user_name,
+                   ConsoleSessionRow.ended_at, ConsoleSessionRow.recording_path)
+            .where(ConsoleSessionRow.recording_path.is_not(None))
+            .order_by(ConsoleSessionRow.ended_at).limit(count)).all()
+    todo = [_Pending(r[0], r[1], r[2], r[3], Path(r[4])) for r in rows
+            if r[3] is not None and r[4] is not None]
+    size = sum(item.cast.stat().st_size for item in todo)
+    reference = SearchIndex(scratch / "sample-reference" / "index.sqlite")
+    start = time.perf_counter()
+    with reference.writing() as connection:
+        for item in todo:
+            chunk_rows = [(c.text, item.session_id, item.vm, c.t_start, c.t_end)
+                          for c in chunks(read_cast(item.cast)[1])]
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany("INSERT INTO chunks(text, session_id, vm, t_start, t_end) "
+                                   "VALUES (?,?,?,?,?)", chunk_rows)
+            connection.execute("INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?)",
+                               (item.session_id, item.vm, item.user,
+                                item.ended_at.isoformat(), len(chunk_rows), "now"))
+            connection.execute("COMMIT")
+    reference_seconds = time.perf_counter() - start
+    fast = SearchIndex(scratch / "sample-now" / "index.sqlite")
+    start = time.perf_counter()
+    with fast.writing() as connection:
+        fast._store(connection, todo, _read_all(todo, workers))
+    now_seconds = time.perf_counter() - start
+    for index in (reference, fast):
+        shutil.rmtree(index.path.parent)
+    return reference_seconds, now_seconds, size
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -244,6 +285,9 @@ def main() -> None:
                              "(as `certgate web index` does; default: CPUs - 1)")
     parser.add_argument("--scratch", type=Path, default=None,
                         help="directory for the throwaway installation (default: $TMPDIR)")
+    parser.add_argument("--index-sample", type=int, default=500,
+                        help="recordings indexed both the reference way and the way "
+                             "catch_up does, as the same-run baseline for indexing speed")
     parser.add_argument("--optimize", action="store_true",
                         help="merge the index's FTS5 segments before timing searches "
                              "(`certgate web index` does not)")
@@ -268,6 +312,10 @@ def main() -> None:
                                        recorded, os.cpu_count() or 1)
         print(f"generated {args.sessions:,} sessions, {corpus / 2**20:,.0f} MiB of recordings "
               f"in {gen_seconds:.0f} s", file=sys.stderr)
+        sample = index_sample(inst, scratch, args.index_sample, args.workers)
+        print(f"index sample: {sample[2] / 2**20:.0f} MiB; reference "
+              f"{sample[2] / 2**20 / sample[0]:.1f} MiB/s, now "
+              f"{sample[2] / 2**20 / sample[1]:.1f} MiB/s", file=sys.stderr)
         site = build_site(inst)
         start = time.perf_counter()
         added = site.index.catch_up(inst.database, home.recordings_dir, workers=args.workers)
@@ -339,6 +387,9 @@ def main() -> None:
           f"{'+ optimize ' + format(optimize_seconds, '.0f') + ' s, ' if args.optimize else ''}"
           f"{args.repeat} requests each, "
           f"{os.cpu_count()} CPUs; uptime: {load.strip()}\n")
+    print(f"Indexing baseline (same {sample[2] / 2**20:.0f} MiB, {args.index_sample} recordings, "
+          f"just before): reference reader {sample[2] / 2**20 / sample[0]:.1f} MiB/s, "
+          f"now {sample[2] / 2**20 / sample[1]:.1f} MiB/s ({sample[0] / sample[1]:.1f}x)\n")
     print("| page | request | p50 ms | p95 ms | baseline p50 ms | baseline p95 ms |")
     print("|---|---|---:|---:|---:|---:|")
     for kind, label, (p50, p95), (b50, b95) in results:
