@@ -70,6 +70,7 @@ rules:
     privileges: [console.view, console.interact]
 """
 SYSTEMS = ("certgate", "bastion-clean", "asyncssh floor")
+BEFORE = "certgate-before"
 
 
 def free_port() -> int:
@@ -387,7 +388,13 @@ def host_key_pair(work: Path, name: str) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator[Hop]:
+def certgate_hop(work: Path, console: ConsoleServer, user_key: Path,
+                 tree: Path | None = None) -> Iterator[Hop]:
+    """``tree``: run the server from another checkout (``PYTHONPATH``), e.g. the commit before
+    a change, as the ``certgate-before`` hop of the same run."""
+    if tree is not None:
+        work = work / "before"
+        work.mkdir()
     from ca import keys
     from certgate.fleet import add_vm, apply_policy
     from certgate.home import Home
@@ -413,7 +420,10 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
         inst.close()
     env = {**os.environ, "CERTGATE_HOME": str(home.root),
            "CERTGATE_CA_PASSPHRASE": PASSPHRASE.decode()}
-    meter = CpuMeter("certgate")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    name = BEFORE if tree is not None else "certgate"
+    meter = CpuMeter(name)
     with open(work / "certgate.log", "wb") as log:
         proc = start_server(
             [sys.executable, "-m", "certgate", "serve", "--log-level", "warning"], meter,
@@ -421,7 +431,7 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
     try:
         wait_port(port, proc, "certgate serve")
         args = client_args(port, known_hosts, user_key)
-        yield Hop("certgate", proc, meter, args, ["banner@127.0.0.1"], ["bulk@127.0.0.1"])
+        yield Hop(name, proc, meter, args, ["banner@127.0.0.1"], ["bulk@127.0.0.1"])
     finally:
         stop(proc)
         meter.close()
@@ -576,13 +586,29 @@ def report(results: dict[str, Figures], rounds: int, megabytes: int, load: str,
         f"bulk runs cut short: certgate {cg.truncated}, bastion-clean {ba.truncated}, "
         f"floor {fl.truncated} (of {len(cg.mib_per_s)} each)",
     ]
+    names = list(SYSTEMS)
+    if results.get(BEFORE) is not None and results[BEFORE].first_byte_ms:
+        names.append(BEFORE)
+        bf = results[BEFORE]
+        at = next(i for i, line in enumerate(lines) if line.startswith("| server CPU per login"))
+        lines[at + 1:at + 1] = [
+            f"| {BEFORE}: first console byte | {med(bf.first_byte_ms):.1f} ms | | | "
+            f"{med(bf.first_byte_ms) / fb[1]:.2f} | {med(bf.first_byte_ms) / fb[2]:.2f} |",
+            f"| {BEFORE}: bulk | {med(bf.mib_per_s):.1f} MiB/s | | | "
+            f"{med(bf.mib_per_s) / tp[1]:.2f} | {med(bf.mib_per_s) / tp[2]:.2f} |",
+            f"| {BEFORE}: server CPU per 32 MiB | {med(bf.cpu_per_32):.2f} s | | | "
+            f"{med(bf.cpu_per_32) / cpu[1]:.2f} | {med(bf.cpu_per_32) / cpu[2]:.2f} |",
+            f"| {BEFORE}: server CPU per login | {med(bf.cpu_per_login_ms):.1f} ms | | | "
+            f"{med(bf.cpu_per_login_ms) / login[1]:.2f} | "
+            f"{med(bf.cpu_per_login_ms) / login[2]:.2f} |",
+        ]
     for label, attr, fmt in (("first byte (ms)", "first_byte_ms", ".0f"),
                              ("CPU per login (ms)", "cpu_per_login_ms", ".0f"),
                              ("bulk (MiB/s)", "mib_per_s", ".1f"),
                              ("CPU per 32 MiB (s)", "cpu_per_32", ".2f")):
         lines.append(f"{label}: " + "; ".join(
             f"{name} {', '.join(format(x, fmt) for x in getattr(results[name], attr))}"
-            f" ({spread(getattr(results[name], attr), fmt)})" for name in SYSTEMS))
+            f" ({spread(getattr(results[name], attr), fmt)})" for name in names))
     return "\n".join(lines)
 
 
@@ -594,6 +620,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--bulk-rounds", type=int, default=5)
     parser.add_argument("--megabytes", type=int, default=32)
+    parser.add_argument("--before-tree", type=Path, default=None, metavar="DIR",
+                        help="also run certgate from the checkout DIR (e.g. `git worktree add "
+                             "DIR COMMIT`) as a fourth hop, for a same-run before/after")
     parser.add_argument("--profile", action="store_true",
                         help="after the rounds, py-spy certgate's logins and one bulk "
                              "session of certgate and of the floor")
@@ -614,22 +643,25 @@ def main() -> int:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)],
                        check=True)
         console = ConsoleServer(work, options.megabytes)
-        results = {name: Figures() for name in SYSTEMS}
+        results = {name: Figures() for name in (*SYSTEMS, BEFORE)}
         try:
             with contextlib.ExitStack() as stack:
                 hops = [stack.enter_context(make(work, console, user_key))
                         for make in (certgate_hop, bastion_hop, floor_hop)]
+                if options.before_tree is not None:
+                    hops.append(stack.enter_context(
+                        certgate_hop(work, console, user_key, options.before_tree)))
                 method = hops[0].meter.method
                 for hop in hops:
                     first_byte(hop)  # warm-up: page cache, first policy load
                 for round_ in range(options.rounds):
-                    order = hops[round_ % 3:] + hops[: round_ % 3]
+                    order = hops[round_ % len(hops):] + hops[: round_ % len(hops)]
                     for hop in order:
                         elapsed, cpu_ms = login_cpu(hop)
                         results[hop.name].first_byte_ms.append(elapsed)
                         results[hop.name].cpu_per_login_ms.append(cpu_ms)
                 for round_ in range(options.bulk_rounds):
-                    order = hops[round_ % 3:] + hops[: round_ % 3]
+                    order = hops[round_ % len(hops):] + hops[: round_ % len(hops)]
                     for hop in order:
                         rate, cpu, complete = bulk(hop, options.megabytes * 1024 * 1024)
                         figures = results[hop.name]
