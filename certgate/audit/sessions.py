@@ -176,6 +176,45 @@ def _live_row(session: Session, session_id: str) -> ConsoleSessionRow:
     return row
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """Closing a live session the gateway itself started: the update and ``session.end``.
+
+    Built from what the gateway holds in memory (no read of the row first); the update
+    matches only a live row, so a session another gateway already reaped as abnormal is not
+    ended twice (``ConflictError``, and the unit is not committed).
+    """
+
+    started: ConsoleSession
+    reason: str
+    bytes_in: int
+    bytes_out: int
+    recording_sha256: str | None
+    now: datetime
+
+    @property
+    def event(self) -> AuditEvent:
+        s = self.started
+        return AuditEvent(
+            "session.end", gateway_actor(s.gateway_id), outcome="ok", user=s.user, vm=s.vm,
+            serial=s.identity_serial, source=s.source, session_id=s.id,
+            details={"reason": self.reason,
+                     "duration_seconds": round((self.now - s.started_at).total_seconds(), 3),
+                     "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                     "recording_sha256": self.recording_sha256},
+        )
+
+    def update(self, session: Session) -> None:
+        result = session.execute(
+            update(ConsoleSessionRow)
+            .where(ConsoleSessionRow.id == self.started.id, ConsoleSessionRow.status == LIVE)
+            .values(status=ENDED, ended_at=self.now, end_reason=self.reason,
+                    bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                    recording_sha256=self.recording_sha256, heartbeat_at=self.now))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConflictError(f"console session {self.started.id} is no longer live")
+
+
 def end_session(
     database: Database,
     session_id: str,

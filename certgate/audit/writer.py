@@ -72,6 +72,10 @@ class AuditWriter:
             self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     @property
+    def running(self) -> bool:
+        return self._queue is not None and self._task is not None and not self._task.done()
+
+    @property
     def depth(self) -> int:
         """Events queued and not yet committed (a metric: a growing queue means the
         database is not keeping up)."""
@@ -86,7 +90,7 @@ class AuditWriter:
                           before: Sequence[Statement] = ()) -> list[ChainEntry]:
         """Commit ``events`` (in this order, adjacent in the chain) and ``before`` as one
         unit of a batch; returns once committed, raises AuditError if not."""
-        if self._queue is None or self._task is None or self._task.done():
+        if not self.running or self._queue is None:
             raise AuditError("the audit writer is not running")
         future: asyncio.Future[list[ChainEntry]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(tuple(events), tuple(before), future))

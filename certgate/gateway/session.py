@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -41,7 +41,7 @@ from certgate.consoles.escape import (
     help_text,
 )
 from certgate.consoles.hub import Attachment, ConsoleHub
-from certgate.consoles.mux import Moderation, ObserverLeft
+from certgate.consoles.mux import Moderation, ObserverLeft, SessionStats
 from certgate.errors import CertgateError
 from certgate.gateway.memory import MemoryReleaser
 from certgate.observability.observer import GatewayObserver
@@ -132,6 +132,14 @@ class SessionEnvironment:
             await asyncio.to_thread(AuditLog(self.database).record_many, events,
                                     before=[start.insert])
 
+    async def commit_end(self, end: session_log.SessionEnd) -> None:
+        """The session row closed and ``session.end`` appended, in one commit."""
+        if self.audit_writer is not None and self.audit_writer.running:
+            await self.audit_writer.append_many([end.event], before=[end.update])
+        else:
+            await asyncio.to_thread(AuditLog(self.database).record_many, [end.event],
+                                    before=[end.update])
+
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
     with contextlib.suppress(Exception):
@@ -216,34 +224,44 @@ async def run_console_session(
                 b"what you type (Ctrl-] then needs Enter); use ssh -t\r\n")
         status = await _pump(process, attachment, live, recorder, EscapeParser(escape))
     finally:
-        env.live.pop(session_id, None)
-        stats = None
-        if attachment is not None:
-            with contextlib.suppress(Exception):
-                stats = await attachment.detach()
-        digest = await asyncio.to_thread(recorder.close)
-        reason = live.end_reason or "session ended"
-        if recorder.limit_reached:
-            reason += f" (recording stopped at its limit of {recorder.max_bytes} bytes)"
         try:
-            await asyncio.to_thread(
-                session_log.end_session,
-                env.database,
-                session_id,
-                reason=reason,
-                bytes_in=stats.bytes_to_guest if stats else 0,
-                bytes_out=stats.bytes_from_guest if stats else 0,
-                recording_sha256=digest,
-            )
-        except CertgateError as exc:
-            env.observer.database_error(f"recording the end of session {session_id}", exc)
+            stats = await _record_end(attachment, recorder, live, start, env)
+        finally:
+            # Out of the live set only now: the gateway's shutdown waits for the live set to
+            # empty, so the end is committed before the audit writer stops.
+            env.live.pop(session_id, None)
         env.observer.session_ended(
-            session_id, user=grant.identity.user, vm=grant.vm.name, reason=reason,
+            session_id, user=grant.identity.user, vm=grant.vm.name,
+            reason=live.end_reason or "session ended",
             duration_seconds=time.monotonic() - started,
             bytes_in=stats.bytes_to_guest if stats else 0,
             bytes_out=stats.bytes_from_guest if stats else 0)
         _memory.session_ended()
     return status
+
+
+async def _record_end(attachment: Attachment | None, recorder: AsciicastWriter,
+                      live: LiveSession, start: session_log.SessionStart,
+                      env: SessionEnvironment) -> SessionStats | None:
+    """Detach, close the recording, commit the session's end; the session's counters."""
+    stats = None
+    if attachment is not None:
+        with contextlib.suppress(Exception):
+            stats = await attachment.detach()
+    digest = await asyncio.to_thread(recorder.close)
+    reason = live.end_reason or "session ended"
+    if recorder.limit_reached:
+        reason += f" (recording stopped at its limit of {recorder.max_bytes} bytes)"
+        live.end_reason = reason
+    try:
+        await env.commit_end(session_log.SessionEnd(
+            start.session, reason,
+            bytes_in=stats.bytes_to_guest if stats else 0,
+            bytes_out=stats.bytes_from_guest if stats else 0,
+            recording_sha256=digest, now=datetime.now(UTC)))
+    except CertgateError as exc:
+        env.observer.database_error(f"recording the end of session {start.session.id}", exc)
+    return stats
 
 
 MAX_TERMINAL = 4096
