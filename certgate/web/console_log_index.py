@@ -25,11 +25,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from certgate.audit.replay import CastEvent, parse_event
+from certgate.audit.replay import PLAIN_EVENT_LINE, CastEvent, parse_event
 from certgate.web.console_logs import (
     MAX_HEADER_BYTES,
     header_start,
@@ -37,7 +36,7 @@ from certgate.web.console_logs import (
     vm_name_ok,
 )
 from certgate.web.search_index import SearchIndex
-from certgate.web.terminal_text import chunks
+from certgate.web.terminal_text import output_chunks
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
@@ -206,10 +205,12 @@ def _index_segment(writes: _Writes, vm: str, segment: str, path: str,
             while True:
                 handle.seek(offset)
                 data = handle.read(MAX_BATCH_BYTES)
-                events, end = _complete_events(data, offset, hold_back_open_line=not quiet)
+                times, texts, end = _complete_events(data, offset,
+                                                     hold_back_open_line=not quiet)
                 if end == offset:
                     break
-                rows = [(c.text, vm, c.t_start, c.t_end, segment) for c in chunks(events)]
+                rows = [(c.text, vm, c.t_start, c.t_end, segment)
+                        for c in output_chunks(times, texts)]
                 _store(writes, vm, segment, rows, started, header_sha256, end,
                        total + count + len(rows), stamp)
                 writes.read(end - offset)
@@ -230,42 +231,73 @@ def _complete(indexed_bytes: int, stamp: str) -> bool:
     return len(parts) >= 3 and parts[1].isdigit() and indexed_bytes == int(parts[1])
 
 
+_Line = tuple[float | None, str, str, int]
+"""One line of a segment: time, code and text of its event (time None: not an event), and
+its length in bytes with the line end."""
+
+
 def _complete_events(data: bytes, offset: int, *, hold_back_open_line: bool
-                     ) -> tuple[list[CastEvent], int]:
-    """The events in ``data`` (read at ``offset``) and the offset after the last one used.
+                     ) -> tuple[list[float], list[str], int]:
+    """Times and texts of the output events in ``data`` (read at ``offset``), and the
+    offset after the last line used.
 
     Only whole lines count. With ``hold_back_open_line`` the events after the last output
     containing a line end wait for the next catch-up. A block without any line end (an
-    over-long line) is skipped whole.
+    over-long line) is skipped whole; a line that is not an event is skipped unless
+    something before it is held back.
     """
     cut = data.rfind(b"\n") + 1
     if cut == 0:
-        return [], offset + len(data) if len(data) >= MAX_BATCH_BYTES else offset
-    events: list[CastEvent] = []
-    used = offset
-    kept_through = -1
-    position = offset
-    for line in _lines(data[:cut]):
-        position += len(line) + 1
+        return [], [], offset + len(data) if len(data) >= MAX_BATCH_BYTES else offset
+    block = data[:cut]
+    times: list[float] = []
+    texts: list[str] = []
+    kept = 0
+    used = position = offset
+    holding = False
+    for at, code, text, length in _plain_lines(block) or _lines_one_by_one(block):
+        position += length
+        if at is None:
+            if not holding:
+                used = position
+            continue
+        if code == "o":
+            times.append(at)
+            texts.append(text)
+        if not hold_back_open_line or (code == "o" and ("\n" in text or "\r" in text)):
+            kept, used, holding = len(times), position, False
+        else:
+            holding = True
+    return times[:kept], texts[:kept], used
+
+
+def _plain_lines(block: bytes) -> list[_Line] | None:
+    """Every line of ``block`` when all are events in the writer's own plain shape (one
+    regular-expression pass and one JSON decode for all texts); None otherwise."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lengths = [len(line) + 1 for line in block.split(b"\n")[:-1]]
+    if len(block) > MAX_EVENT_BYTES and max(lengths) > MAX_EVENT_BYTES:
+        return None
+    found = PLAIN_EVENT_LINE.findall(text)
+    if len(found) != len(lengths):
+        return None
+    decoded = json.loads('["' + '","'.join([escaped for _, _, escaped in found]) + '"]')
+    return [(float(at), code, data, length)
+            for (at, code, _), data, length in zip(found, decoded, lengths, strict=True)]
+
+
+def _lines_one_by_one(block: bytes) -> list[_Line]:
+    lines: list[_Line] = []
+    for line in block.split(b"\n")[:-1]:
         event = _event(line)
         if event is None:
-            if not events or kept_through == len(events) - 1:
-                used = position  # nothing held back before it: skip it for good
-            continue
-        events.append(event)
-        if not hold_back_open_line or (event.code == "o" and ("\n" in event.data
-                                                              or "\r" in event.data)):
-            kept_through = len(events) - 1
-            used = position
-    return events[:kept_through + 1], used
-
-
-def _lines(data: bytes) -> Iterator[bytes]:
-    start = 0
-    while start < len(data):
-        end = data.index(b"\n", start)
-        yield data[start:end]
-        start = end + 1
+            lines.append((None, "", "", len(line) + 1))
+        else:
+            lines.append((event.time, event.code, event.data, len(line) + 1))
+    return lines
 
 
 def _event(line: bytes) -> CastEvent | None:

@@ -219,3 +219,25 @@ def test_a_kept_directory_listing_still_notices_new_segments(tmp_path: Path) -> 
     os.utime(directory, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     catch_up_console_logs(index, logs, listings=listings, now=stamp.st_mtime + 60)
     assert [h.segment for h in index.search("in-the-third", ["lab01"])] == ["00000003.cast"]
+
+
+def test_the_fast_line_reader_reads_what_the_line_by_line_reader_reads(
+        tmp_path: Path) -> None:
+    from certgate.web.console_log_index import _lines_one_by_one, _plain_lines
+
+    logs, clock = tmp_path / "console-logs", Clock()
+    writer = _writer(logs, "lab01", clock)
+    samples = ["plain\r\n", "quote \" and back\\slash\r\n", "ümlaut 日本語 \u2028 line\n",
+               "\x1b[31mred\x1b[0m \x1b]0;title\x07\r\n", "\x00\x07\x7f controls", "\ud7ff",
+               "tab\there\r"]
+    for text in samples:
+        clock.now += 0.5
+        writer.output(text.encode())
+    writer.note("a gateway note")
+    writer.close()
+    content = (logs / "lab01" / "00000001.cast").read_bytes()
+    block = content[content.index(b"\n") + 1:]
+    fast = _plain_lines(block)
+    assert fast is not None and len(fast) == len(samples) + 1
+    assert fast == _lines_one_by_one(block)
+    assert _plain_lines(block + b"not an event\n") is None  # falls back, line by line
