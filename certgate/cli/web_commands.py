@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import click
 
@@ -55,8 +56,11 @@ def web_group(ctx: click.Context, listen: str, names: tuple[str, ...], log_level
 
 
 @web_group.command("index")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="processes reading recordings while one writes the index "
+                   "(default: one less than the CPUs, at least 1)")
 @pass_app
-def web_index(app: AppContext) -> None:
+def web_index(app: AppContext, workers: int | None) -> None:
     """Add ended sessions' recordings and new console log output to the search index now."""
     from certgate.web.console_log_index import catch_up_console_logs
     from certgate.web.server import build_site
@@ -64,7 +68,10 @@ def web_index(app: AppContext) -> None:
     site = build_site(app.installation())
     if site.index.rebuilt_from is not None:
         click.echo(f"search index schema version {site.index.rebuilt_from} found: rebuilding")
-    added = site.index.catch_up(site.database, site.installation.home.recordings_dir)
+    if workers is None:
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    added = site.index.catch_up(site.database, site.installation.home.recordings_dir,
+                                workers=workers)
     logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir)
     stats = site.index.stats()
     click.echo(f"indexed {added} new recordings and {logs.chunks_added} new console log "

@@ -18,11 +18,14 @@ emptied and rebuilt from the recordings and logs rather than refused.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,13 +37,22 @@ from certgate.audit.replay import read_cast
 from certgate.errors import CertgateError
 from certgate.store.database import Database
 from certgate.store.schema import ConsoleSessionRow
-from certgate.web.terminal_text import chunks
+from certgate.web.terminal_text import chunks, recording_chunks
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 8
 CATCH_UP_OVERLAP = timedelta(minutes=5)
 """Sessions that ended this long before the newest indexed one are looked at again: a
 slower gateway may commit its ``session.end`` after a faster one's."""
+
+PARALLEL_FROM = 64
+"""Fewer new recordings than this are read in the writing process itself."""
+TRANSACTION_CHARS = 32 << 20
+"""Chunk text per write transaction: fewer, larger FTS5 segments and commits in a backfill;
+a crash loses at most that much work (each recording commits with its chunks)."""
+WRITER_CACHE_KIB = 64 << 10
+WHOLE_FILE_BYTES = 64 << 20
+"""Recordings up to this size are parsed in one piece (fast); larger ones are streamed."""
 
 SCHEMA_VERSION = 2
 """1: recordings only; 2: console log segments too (``chunks.segment``, ``console_*``)."""
@@ -231,9 +243,13 @@ class SearchIndex:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def catch_up(self, database: Database, recordings_dir: Path) -> int:
+    def catch_up(self, database: Database, recordings_dir: Path, *, workers: int = 1) -> int:
         """Index the recordings of sessions that ended since the last catch-up; returns how
-        many were added. Unreadable recordings are skipped (the session page says why)."""
+        many were added. Unreadable recordings are skipped (the session page says why).
+
+        ``workers`` > 1 reads recordings in that many processes while this one writes (a
+        first backfill of gigabytes); a few new recordings are read here either way.
+        """
         with self._writer_lock:
             with self._connect() as connection:
                 newest = connection.execute("SELECT max(ended_at) FROM recordings").fetchone()[0]
@@ -247,37 +263,45 @@ class SearchIndex:
                 if since is not None:
                     query = query.where(ConsoleSessionRow.ended_at >= since)
                 candidates = session.execute(query.order_by(ConsoleSessionRow.ended_at)).all()
-            added = 0
             with self._connect() as connection:
                 known = {row[0] for row in connection.execute(
                     "SELECT session_id FROM recordings WHERE ended_at >= ?",
                     ((since or datetime.min.replace(tzinfo=UTC)).isoformat(),))}
+                todo: list[_Pending] = []
                 for session_id, vm, user, ended_at, path in candidates:
                     if session_id in known or ended_at is None:
                         continue
                     cast = contained(recordings_dir, path)
-                    if cast is None:
-                        continue
-                    self._add(connection, session_id, vm, user, ended_at, cast)
-                    added += 1
-            return added
+                    if cast is not None:
+                        todo.append(_Pending(session_id, vm, user, ended_at, cast))
+                if len(todo) < PARALLEL_FROM:
+                    workers = 1
+                self._store(connection, todo, _read_all(todo, workers))
+            return len(todo)
 
-    def _add(self, connection: sqlite3.Connection, session_id: str, vm: str, user: str,
-             ended_at: datetime, cast: Path) -> None:
-        try:
-            _, events = read_cast(cast)
-            rows = [(c.text, session_id, vm, c.t_start, c.t_end) for c in chunks(events)]
-        except (CertgateError, OSError, ValueError, TypeError):
-            rows = []
+    def _store(self, connection: sqlite3.Connection, todo: list[_Pending],
+               found: Iterator[list[_Row]]) -> None:
+        """Write recordings' chunks in ended-at order (rowids newest last), many recordings
+        per transaction: a recording and its chunks always commit together."""
+        connection.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        pending = 0
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(
-                "INSERT INTO chunks(text, session_id, vm, t_start, t_end) VALUES (?,?,?,?,?)",
-                rows)
-            connection.execute(
-                "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?)",
-                (session_id, vm, user, ended_at.isoformat(), len(rows),
-                 datetime.now(UTC).isoformat()))
+            for item, chunk_list in zip(todo, found, strict=True):
+                connection.executemany(
+                    "INSERT INTO chunks(text, session_id, vm, t_start, t_end) "
+                    "VALUES (?,?,?,?,?)",
+                    [(text, item.session_id, item.vm, t_start, t_end)
+                     for text, t_start, t_end in chunk_list])
+                connection.execute(
+                    "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?)",
+                    (item.session_id, item.vm, item.user, item.ended_at.isoformat(),
+                     len(chunk_list), datetime.now(UTC).isoformat()))
+                pending += sum(len(row[0]) for row in chunk_list) + 1
+                if pending >= TRANSACTION_CHARS:
+                    connection.execute("COMMIT")
+                    connection.execute("BEGIN IMMEDIATE")
+                    pending = 0
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -289,6 +313,56 @@ class SearchIndex:
         with self._writer_lock, self._connect() as connection:
             connection.execute("INSERT INTO chunks(chunks) VALUES ('optimize')")
         return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class _Pending:
+    session_id: str
+    vm: str
+    user: str
+    ended_at: datetime
+    cast: Path
+
+
+_Row = tuple[str, float, float]
+"""A chunk as stored: text, t_start, t_end (tuples cross between processes cheaply)."""
+
+
+def recording_file_chunks(cast: Path) -> list[_Row]:
+    """The chunks of one recording file; none if it cannot be read or is not a recording.
+
+    A file up to ``WHOLE_FILE_BYTES`` is read at once (``recording_chunks``); a larger one
+    is streamed event by event, so memory stays bounded (same chunks either way).
+    """
+    try:
+        with cast.open("rb") as handle:
+            data = handle.read(WHOLE_FILE_BYTES + 1)
+        if len(data) <= WHOLE_FILE_BYTES:
+            found = recording_chunks(data, str(cast))
+        else:
+            found = list(chunks(read_cast(cast)[1]))
+        return [(c.text, c.t_start, c.t_end) for c in found]
+    except (CertgateError, OSError, ValueError, TypeError):
+        return []
+
+
+def _read_all(todo: list[_Pending], workers: int) -> Iterator[list[_Row]]:
+    """Each pending recording's chunks, in order; read by ``workers`` processes when > 1,
+    at most a few recordings per worker ahead of the writer (memory stays bounded)."""
+    if workers <= 1:
+        for item in todo:
+            yield recording_file_chunks(item.cast)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded web server
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        window: deque[Future[list[_Row]]] = deque()
+        ahead = 8 * workers
+        for item in todo:
+            window.append(pool.submit(recording_file_chunks, item.cast))
+            if len(window) >= ahead:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
 
 
 def contained(recordings_dir: Path, path: str | None) -> Path | None:
