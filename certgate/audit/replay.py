@@ -100,6 +100,8 @@ _EVENT_LINE = re.compile(
     r'[ \t]*\][ \t]*$',
     re.MULTILINE,
 )
+PLAIN_EVENT_LINE = _EVENT_LINE
+"""Public name of the pattern above (the console-log indexer reads lines with it too)."""
 
 
 def cast_output(data: bytes, name: str) -> tuple[list[float], list[str]]:

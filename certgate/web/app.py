@@ -41,7 +41,7 @@ from certgate.installation import Installation
 from certgate.policy import REVIEW
 from certgate.web import catalog, console_logs, signin
 from certgate.web.assets import player_dir
-from certgate.web.console_log_index import catch_up_console_logs
+from certgate.web.console_log_index import SegmentListings, catch_up_console_logs
 from certgate.web.rendering import environment
 from certgate.web.reviewers import LINK, MTLS, Reviewer, ReviewerAccess
 from certgate.web.search_index import SearchIndex, SearchQueryError, contained
@@ -90,6 +90,7 @@ class ReviewSite:
         self.database = installation.database
         self.reviewers = ReviewerAccess(installation)
         self.index = index
+        self.console_listings = SegmentListings()
         self.actor = actor
         self.templates = environment()
         self._verify = _VerifyCache()
@@ -262,7 +263,8 @@ def _search(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
     if text:
         try:
             site.index.catch_up(site.database, site.installation.home.recordings_dir)
-            catch_up_console_logs(site.index, site.installation.home.console_logs_dir)
+            catch_up_console_logs(site.index, site.installation.home.console_logs_dir,
+                                  listings=site.console_listings)
             hits = site.index.search(text, reviewer.vms)
         except SearchQueryError as exc:
             error = str(exc)

@@ -12,7 +12,8 @@ previous segment's hash, start time), so a log that was deleted and restarted at
 their rows at the next catch-up.
 
 The files are outside data as far as this code is concerned: names are matched in full,
-paths must resolve inside the console logs directory, reads are bounded (``MAX_BATCH_BYTES``
+symbolic links are not followed (so every file read is inside the console logs
+directory), reads are bounded (``MAX_BATCH_BYTES``
 at a time, event lines of at most ``MAX_EVENT_BYTES``), and a line that is not an asciicast
 event is skipped, never fatal.
 """
@@ -21,21 +22,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from certgate.audit.replay import CastEvent, parse_event
-from certgate.consolelog.writer import list_segments
-from certgate.web.console_logs import MAX_HEADER_BYTES, header_start, vm_name_ok
-from certgate.web.search_index import SearchIndex, contained
-from certgate.web.terminal_text import chunks
+from certgate.audit.replay import PLAIN_EVENT_LINE, CastEvent, parse_event
+from certgate.web.console_logs import (
+    MAX_HEADER_BYTES,
+    header_start,
+    segment_name_ok,
+    vm_name_ok,
+)
+from certgate.web.search_index import SearchIndex
+from certgate.web.terminal_text import output_chunks
 
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
 QUIET_SECONDS = 5.0
+COMMIT_BYTES = 32 * 1024 * 1024
+RACY_SECONDS = 2.0
+SEALED = ":sealed"
+"""Suffix of ``console_segments.file_stamp`` (inode:size:mtime_ns) when a newer segment
+existed as the file was looked at: it will not grow again."""
 
 
 @dataclass(frozen=True)
@@ -54,142 +64,240 @@ class _Known:
     file_stamp: str
 
 
-@dataclass(frozen=True)
-class _OnDisk:
-    path: Path
-    newest: bool
+_OnDisk = tuple[str, bool]
+"""A segment found on disk: its VM directory's path, and whether it is the newest there."""
 
 
-def segments_on_disk(logs_dir: Path) -> dict[tuple[str, str], _OnDisk]:
-    """Every (VM, segment name) under ``logs_dir`` that is a regular file inside it."""
+class SegmentListings:
+    """Segment names per VM directory, kept between catch-ups in one process.
+
+    A directory's mtime moves when a segment is created or removed, so its listing is reused
+    while the mtime is unchanged, which leaves one ``stat`` per VM per search. A listing
+    made less than ``RACY_SECONDS`` after that mtime is never reused: file systems stamp
+    with a coarse clock, so a segment created in the same tick as the scan would not move
+    the mtime again.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, list[str]]] = {}
+
+    def names(self, directory: os.DirEntry[str], now: float,
+              seen: dict[str, tuple[int, list[str]]]) -> list[str]:
+        stat = directory.stat(follow_symlinks=False)
+        cached = self._seen.get(directory.path)
+        if cached is not None and cached[0] == stat.st_mtime_ns:
+            names = cached[1]
+        else:
+            names = sorted(entry.name for entry in os.scandir(directory.path)
+                           if segment_name_ok(entry.name)
+                           and entry.is_file(follow_symlinks=False))
+        if now - stat.st_mtime > RACY_SECONDS:
+            seen[directory.path] = (stat.st_mtime_ns, names)
+        return names
+
+    def replace(self, seen: dict[str, tuple[int, list[str]]]) -> None:
+        self._seen = seen
+
+
+def segments_on_disk(logs_dir: Path, listings: SegmentListings | None = None,
+                     now: float | None = None) -> dict[tuple[str, str], _OnDisk]:
+    """Every (VM, segment name) under ``logs_dir``: regular files in real directories.
+
+    Symbolic links (a VM directory or a segment) are not followed, so everything found is
+    inside ``logs_dir``; no path is resolved.
+    """
+    listings = listings or SegmentListings()
+    now = time.time() if now is None else now
     found: dict[tuple[str, str], _OnDisk] = {}
+    seen: dict[str, tuple[int, list[str]]] = {}
     try:
-        root = logs_dir.resolve()
-        directories = sorted(logs_dir.iterdir())
+        directories = sorted(os.scandir(logs_dir), key=lambda entry: entry.name)
     except OSError:
         return found
     for directory in directories:
-        if not vm_name_ok(directory.name):
-            continue
         try:
-            if not directory.is_dir() or not directory.resolve().is_relative_to(root):
+            if not vm_name_ok(directory.name) or not directory.is_dir(follow_symlinks=False):
                 continue
-            segments = list_segments(directory)
+            names = listings.names(directory, now, seen)
         except OSError:
             continue
-        for position, (_, path) in enumerate(segments):
-            if contained(logs_dir, str(path)) is None:
-                continue
-            found[directory.name, path.name] = _OnDisk(path, position == len(segments) - 1)
+        newest = names[-1] if names else ""
+        for name in names:
+            found[directory.name, name] = (directory.path, name == newest)
+    listings.replace(seen)
     return found
 
 
-def catch_up_console_logs(index: SearchIndex, logs_dir: Path, *,
-                          now: float | None = None) -> ConsoleCatchUp:
-    """Bring the index up to date with ``logs_dir``: new output in, removed segments out."""
+def catch_up_console_logs(index: SearchIndex, logs_dir: Path, *, now: float | None = None,
+                          listings: SegmentListings | None = None) -> ConsoleCatchUp:
+    """Bring the index up to date with ``logs_dir``: new output in, removed segments out.
+
+    ``listings``: keep one per process (the review site does) to skip rescanning VM
+    directories that did not change."""
     now = time.time() if now is None else now
     added = touched = removed = 0
-    with index.writing() as connection:
-        known = {(str(r[0]), str(r[1])): _Known(float(r[2]), str(r[3]), int(r[4]), int(r[5]),
-                                                str(r[6]))
-                 for r in connection.execute(
-                     "SELECT vm, segment, started, header_sha256, indexed_bytes, chunks, "
-                     "file_stamp FROM console_segments")}
-        on_disk = segments_on_disk(logs_dir)
-        for vm, segment in sorted(known.keys() - on_disk.keys()):
-            _forget(connection, vm, segment)
+    with index.writing() as connection, _Writes(connection) as writes:
+        progress: dict[tuple[str, str], tuple[int, str]] = {
+            (vm, segment): (indexed_bytes, stamp) for vm, segment, indexed_bytes, stamp in
+            connection.execute(
+                "SELECT vm, segment, indexed_bytes, file_stamp FROM console_segments")}
+        on_disk = segments_on_disk(logs_dir, listings, now)
+        for vm, segment in sorted(progress.keys() - on_disk.keys()):
+            _forget(writes, vm, segment)
             removed += 1
-        for (vm, segment), found in sorted(on_disk.items()):
-            count = _index_segment(connection, vm, segment, found, known.get((vm, segment)),
-                                   now)
+        for (vm, segment), (directory, newest) in on_disk.items():
+            seen = progress.get((vm, segment))
+            if seen is not None and seen[1].endswith(SEALED) and _complete(*seen):
+                continue  # sealed segments do not change (audit verify notices if they do)
+            path = os.path.join(directory, segment)
+            try:
+                stat = os.lstat(path)
+            except OSError:
+                continue  # removed while we looked: the next catch-up forgets it
+            stamp = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+            if not newest:
+                stamp += SEALED
+            if seen is not None and seen[1] == stamp and _complete(seen[0], stamp):
+                continue
+            state = _known(writes, vm, segment)  # read again inside the write transaction
+            count = _index_segment(writes, vm, segment, path, stat, stamp, newest, state, now)
             if count is not None:
                 added += count
                 touched += 1
     return ConsoleCatchUp(added, touched, removed)
 
 
-def _index_segment(connection: sqlite3.Connection, vm: str, segment: str, found: _OnDisk,
-                   state: _Known | None, now: float) -> int | None:
+def _known(writes: _Writes, vm: str, segment: str) -> _Known | None:
+    row = writes.execute(
+        "SELECT started, header_sha256, indexed_bytes, chunks, file_stamp "
+        "FROM console_segments WHERE vm = ? AND segment = ?", (vm, segment)).fetchone()
+    if row is None:
+        return None
+    return _Known(float(row[0]), str(row[1]), int(row[2]), int(row[3]), str(row[4]))
+
+
+def _index_segment(writes: _Writes, vm: str, segment: str, path: str,
+                   stat: os.stat_result, stamp: str, newest: bool, state: _Known | None,
+                   now: float) -> int | None:
     """Index what is new in one segment; the number of chunks added, None if unchanged."""
     try:
-        stat = found.path.stat()
-        stamp = f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
         if state is not None and state.file_stamp == stamp \
-                and state.indexed_bytes == stat.st_size:
+                and _complete(state.indexed_bytes, stamp):
             return None
-        with found.path.open("rb") as handle:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
             header_line = handle.readline(MAX_HEADER_BYTES)
             if not header_line.endswith(b"\n"):
                 return None  # a segment being created, or not a console log at all
             header_sha256 = hashlib.sha256(header_line).hexdigest()
             if state is not None and (state.header_sha256 != header_sha256
                                       or state.indexed_bytes > stat.st_size):
-                _forget(connection, vm, segment)  # replaced under the same name
+                _forget(writes, vm, segment)  # replaced under the same name
                 state = None
             started = header_start(header_line)
             if started is None:
-                _remember(connection, vm, segment, 0.0, header_sha256, stat.st_size, 0, stamp)
+                _remember(writes, vm, segment, 0.0, header_sha256, stat.st_size, 0, stamp)
                 return 0
             offset = state.indexed_bytes if state is not None else len(header_line)
             total = state.chunks if state is not None else 0
-            quiet = not found.newest or now - stat.st_mtime >= QUIET_SECONDS
+            quiet = not newest or now - stat.st_mtime >= QUIET_SECONDS
             count = 0
             while True:
                 handle.seek(offset)
                 data = handle.read(MAX_BATCH_BYTES)
-                events, end = _complete_events(data, offset, hold_back_open_line=not quiet)
+                times, texts, end = _complete_events(data, offset,
+                                                     hold_back_open_line=not quiet)
                 if end == offset:
                     break
-                rows = [(c.text, vm, c.t_start, c.t_end, segment) for c in chunks(events)]
-                _store(connection, vm, segment, rows, started, header_sha256, end,
+                rows = [(c.text, vm, c.t_start, c.t_end, segment)
+                        for c in output_chunks(times, texts)]
+                _store(writes, vm, segment, rows, started, header_sha256, end,
                        total + count + len(rows), stamp)
+                writes.read(end - offset)
                 count += len(rows)
                 offset = end
                 if len(data) < MAX_BATCH_BYTES:
                     break
             if state is None and count == 0:
-                _remember(connection, vm, segment, started, header_sha256, offset, 0, stamp)
+                _remember(writes, vm, segment, started, header_sha256, offset, 0, stamp)
             return count
     except OSError:
         return None  # removed while we looked: the next catch-up forgets it
 
 
+def _complete(indexed_bytes: int, stamp: str) -> bool:
+    """Indexed up to the size the file had when it was last looked at."""
+    parts = stamp.split(":")
+    return len(parts) >= 3 and parts[1].isdigit() and indexed_bytes == int(parts[1])
+
+
+_Line = tuple[float | None, str, str, int]
+"""One line of a segment: time, code and text of its event (time None: not an event), and
+its length in bytes with the line end."""
+
+
 def _complete_events(data: bytes, offset: int, *, hold_back_open_line: bool
-                     ) -> tuple[list[CastEvent], int]:
-    """The events in ``data`` (read at ``offset``) and the offset after the last one used.
+                     ) -> tuple[list[float], list[str], int]:
+    """Times and texts of the output events in ``data`` (read at ``offset``), and the
+    offset after the last line used.
 
     Only whole lines count. With ``hold_back_open_line`` the events after the last output
     containing a line end wait for the next catch-up. A block without any line end (an
-    over-long line) is skipped whole.
+    over-long line) is skipped whole; a line that is not an event is skipped unless
+    something before it is held back.
     """
     cut = data.rfind(b"\n") + 1
     if cut == 0:
-        return [], offset + len(data) if len(data) >= MAX_BATCH_BYTES else offset
-    events: list[CastEvent] = []
-    used = offset
-    kept_through = -1
-    position = offset
-    for line in _lines(data[:cut]):
-        position += len(line) + 1
+        return [], [], offset + len(data) if len(data) >= MAX_BATCH_BYTES else offset
+    block = data[:cut]
+    times: list[float] = []
+    texts: list[str] = []
+    kept = 0
+    used = position = offset
+    holding = False
+    for at, code, text, length in _plain_lines(block) or _lines_one_by_one(block):
+        position += length
+        if at is None:
+            if not holding:
+                used = position
+            continue
+        if code == "o":
+            times.append(at)
+            texts.append(text)
+        if not hold_back_open_line or (code == "o" and ("\n" in text or "\r" in text)):
+            kept, used, holding = len(times), position, False
+        else:
+            holding = True
+    return times[:kept], texts[:kept], used
+
+
+def _plain_lines(block: bytes) -> list[_Line] | None:
+    """Every line of ``block`` when all are events in the writer's own plain shape (one
+    regular-expression pass and one JSON decode for all texts); None otherwise."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lengths = [len(line) + 1 for line in block.split(b"\n")[:-1]]
+    if len(block) > MAX_EVENT_BYTES and max(lengths) > MAX_EVENT_BYTES:
+        return None
+    found = PLAIN_EVENT_LINE.findall(text)
+    if len(found) != len(lengths):
+        return None
+    decoded = json.loads('["' + '","'.join([escaped for _, _, escaped in found]) + '"]')
+    return [(float(at), code, data, length)
+            for (at, code, _), data, length in zip(found, decoded, lengths, strict=True)]
+
+
+def _lines_one_by_one(block: bytes) -> list[_Line]:
+    lines: list[_Line] = []
+    for line in block.split(b"\n")[:-1]:
         event = _event(line)
         if event is None:
-            if not events or kept_through == len(events) - 1:
-                used = position  # nothing held back before it: skip it for good
-            continue
-        events.append(event)
-        if not hold_back_open_line or (event.code == "o" and ("\n" in event.data
-                                                              or "\r" in event.data)):
-            kept_through = len(events) - 1
-            used = position
-    return events[:kept_through + 1], used
-
-
-def _lines(data: bytes) -> Iterator[bytes]:
-    start = 0
-    while start < len(data):
-        end = data.index(b"\n", start)
-        yield data[start:end]
-        start = end + 1
+            lines.append((None, "", "", len(line) + 1))
+        else:
+            lines.append((event.time, event.code, event.data, len(line) + 1))
+    return lines
 
 
 def _event(line: bytes) -> CastEvent | None:
@@ -201,50 +309,75 @@ def _event(line: bytes) -> CastEvent | None:
         return None
 
 
-def _store(connection: sqlite3.Connection, vm: str, segment: str,
+def _store(writes: _Writes, vm: str, segment: str,
            rows: list[tuple[str, str, float, float, str]], started: float,
            header_sha256: str, indexed_bytes: int, total: int, stamp: str) -> None:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        if rows:
-            top = connection.execute(
-                "SELECT rowid FROM chunks ORDER BY rowid DESC LIMIT 1").fetchone()
-            first = (int(top[0]) if top else 0) + 1
-            connection.executemany(
-                "INSERT INTO chunks(rowid, text, session_id, vm, t_start, t_end, segment) "
-                "VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                [(first + n, *row) for n, row in enumerate(rows)])
-            connection.execute("INSERT INTO console_batches VALUES (?, ?, ?, ?)",
-                               (vm, segment, first, first + len(rows) - 1))
-        _remember(connection, vm, segment, started, header_sha256, indexed_bytes, total,
-                  stamp)
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+    if rows:
+        top = writes.execute("SELECT rowid FROM chunks ORDER BY rowid DESC LIMIT 1").fetchone()
+        first = (int(top[0]) if top else 0) + 1
+        writes.executemany(
+            "INSERT INTO chunks(rowid, text, session_id, vm, t_start, t_end, segment) "
+            "VALUES (?, ?, NULL, ?, ?, ?, ?)",
+            [(first + n, *row) for n, row in enumerate(rows)])
+        writes.execute("INSERT INTO console_batches VALUES (?, ?, ?, ?)",
+                       (vm, segment, first, first + len(rows) - 1))
+    _remember(writes, vm, segment, started, header_sha256, indexed_bytes, total, stamp)
 
 
-def _remember(connection: sqlite3.Connection, vm: str, segment: str, started: float,
+def _remember(writes: _Writes, vm: str, segment: str, started: float,
               header_sha256: str, indexed_bytes: int, total: int, stamp: str) -> None:
-    connection.execute(
+    writes.execute(
         "INSERT OR REPLACE INTO console_segments VALUES (?, ?, ?, ?, ?, ?, ?)",
         (vm, segment, started, header_sha256, indexed_bytes, total, stamp))
 
 
-def _forget(connection: sqlite3.Connection, vm: str, segment: str) -> None:
+def _forget(writes: _Writes, vm: str, segment: str) -> None:
     """Remove a segment's rows (retention removed it, or it was replaced)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for first, last in connection.execute(
-                "SELECT first_rowid, last_rowid FROM console_batches "
-                "WHERE vm = ? AND segment = ?", (vm, segment)).fetchall():
-            connection.execute("DELETE FROM chunks WHERE rowid >= ? AND rowid <= ?",
-                               (first, last))
-        connection.execute("DELETE FROM console_batches WHERE vm = ? AND segment = ?",
-                           (vm, segment))
-        connection.execute("DELETE FROM console_segments WHERE vm = ? AND segment = ?",
-                           (vm, segment))
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
+    for first, last in writes.execute(
+            "SELECT first_rowid, last_rowid FROM console_batches "
+            "WHERE vm = ? AND segment = ?", (vm, segment)).fetchall():
+        writes.execute("DELETE FROM chunks WHERE rowid >= ? AND rowid <= ?", (first, last))
+    writes.execute("DELETE FROM console_batches WHERE vm = ? AND segment = ?", (vm, segment))
+    writes.execute("DELETE FROM console_segments WHERE vm = ? AND segment = ?",
+                   (vm, segment))
+
+
+class _Writes:
+    """A catch-up's writes: one transaction, committed whenever ``COMMIT_BYTES`` of logs
+    have been read (so a first backfill does not hold the write lock for minutes) and at
+    the end; rolled back on an error, so what was committed is always consistent (rows,
+    batches and offsets move together)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self._open = False
+        self._read = 0
+
+    def __enter__(self) -> _Writes:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.connection.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        self._begin()
+        return self.connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        self._begin()
+        self.connection.executemany(sql, rows)
+
+    def read(self, size: int) -> None:
+        self._read += size
+        if self._open and self._read >= COMMIT_BYTES:
+            self.connection.execute("COMMIT")
+            self._open = False
+            self._read = 0
+
+    def _begin(self) -> None:
+        if not self._open:
+            self.connection.execute("BEGIN IMMEDIATE")
+            self._open = True

@@ -101,7 +101,8 @@ def _initial_catch_up(site: ReviewSite) -> None:
                      site.index.rebuilt_from)
         added = site.index.catch_up(site.database, site.installation.home.recordings_dir)
         log.info("search index: %d recordings added", added)
-        logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir)
+        logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir,
+                                     listings=site.console_listings)
         log.info("search index: %d console log chunks added", logs.chunks_added)
     except Exception:
         log.exception("search index catch-up failed")

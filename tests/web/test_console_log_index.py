@@ -4,13 +4,14 @@ of an older schema rebuilt rather than refused."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
 
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.consolelog.writer import ConsoleLogWriter
-from certgate.web.console_log_index import catch_up_console_logs
+from certgate.web.console_log_index import SegmentListings, catch_up_console_logs
 from certgate.web.search_index import SCHEMA_VERSION, SearchIndex
 
 
@@ -147,8 +148,14 @@ def test_hits_only_for_vms_in_scope_and_hostile_lines_are_skipped(tmp_path: Path
     with segment.open("ab") as handle:  # not events: skipped, not fatal
         handle.write(b"not json\n[1, \"o\"]\n" + b"[2.0, \"o\", \"after-garbage\\r\\n\"]\n")
     (logs / "not a vm").mkdir()
-    (logs / "lab01" / "../../escape.cast").write_bytes(b"")
+    elsewhere = tmp_path / "elsewhere"
+    outside = _writer(elsewhere, "lab02", clock)
+    outside.output(b"outside-secret\r\n")
+    outside.close()
+    (logs / "lab01" / "00000007.cast").symlink_to(elsewhere / "lab02" / "00000001.cast")
+    (logs / "lab02").symlink_to(elsewhere / "lab02", target_is_directory=True)
     catch_up_console_logs(index, logs, now=time.time() + 60)
+    assert index.search("outside-secret", ["lab01", "lab02"]) == []  # links not followed
     assert [h.vm for h in index.search("secret-word", ["lab01"])] == ["lab01"]
     assert {h.vm for h in index.search("secret-word", ["lab01", "prod01"])} == {
         "lab01", "prod01"}
@@ -185,3 +192,52 @@ def test_an_index_of_an_older_schema_version_is_rebuilt(tmp_path: Path) -> None:
     assert len(index.search("fresh", ["lab01"])) == 1
     assert SearchIndex(path).rebuilt_from is None  # the current version is kept as it is
     assert len(index.search("fresh", ["lab01"])) == 1
+
+
+def test_a_kept_directory_listing_still_notices_new_segments(tmp_path: Path) -> None:
+    logs, clock = tmp_path / "console-logs", Clock()
+    index = SearchIndex(tmp_path / "search.sqlite")
+    listings = SegmentListings()
+    writer = _writer(logs, "lab01", clock)
+    writer.output(b"in-the-first segment\r\n")
+    writer.tick()
+    catch_up_console_logs(index, logs, listings=listings)
+    writer.rotate()
+    writer.output(b"in-the-second segment\r\n")
+    writer.tick()
+    catch_up_console_logs(index, logs, listings=listings)  # the directory changed
+    assert [h.segment for h in index.search("in-the-second", ["lab01"])] == ["00000002.cast"]
+
+    # A segment created in the same file-system clock tick as the last scan leaves the
+    # directory's mtime as it was: a listing that young is not trusted.
+    directory = logs / "lab01"
+    stamp = directory.stat()
+    catch_up_console_logs(index, logs, listings=listings, now=stamp.st_mtime + 0.5)
+    writer.rotate()
+    writer.output(b"in-the-third segment\r\n")
+    writer.tick()
+    os.utime(directory, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    catch_up_console_logs(index, logs, listings=listings, now=stamp.st_mtime + 60)
+    assert [h.segment for h in index.search("in-the-third", ["lab01"])] == ["00000003.cast"]
+
+
+def test_the_fast_line_reader_reads_what_the_line_by_line_reader_reads(
+        tmp_path: Path) -> None:
+    from certgate.web.console_log_index import _lines_one_by_one, _plain_lines
+
+    logs, clock = tmp_path / "console-logs", Clock()
+    writer = _writer(logs, "lab01", clock)
+    samples = ["plain\r\n", "quote \" and back\\slash\r\n", "ümlaut 日本語 \u2028 line\n",
+               "\x1b[31mred\x1b[0m \x1b]0;title\x07\r\n", "\x00\x07\x7f controls", "\ud7ff",
+               "tab\there\r"]
+    for text in samples:
+        clock.now += 0.5
+        writer.output(text.encode())
+    writer.note("a gateway note")
+    writer.close()
+    content = (logs / "lab01" / "00000001.cast").read_bytes()
+    block = content[content.index(b"\n") + 1:]
+    fast = _plain_lines(block)
+    assert fast is not None and len(fast) == len(samples) + 1
+    assert fast == _lines_one_by_one(block)
+    assert _plain_lines(block + b"not an event\n") is None  # falls back, line by line

@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,7 +335,18 @@ def test_search_finds_console_log_text_and_plays_that_moment(world: World,
             ("review.play", "vm-logged", "console-log")} <= seen
 
 
+def _wait_for_console_log(world: World, vm: str, word: str) -> None:
+    """The keeper writes its buffer out within a second of the output: wait for that."""
+    directory = world.gateway.home.console_logs_dir / vm
+    deadline = time.monotonic() + 15
+    while not any(word in path.read_text(errors="replace")
+                  for path in directory.glob("*.cast")):
+        assert time.monotonic() < deadline, f"{word!r} never reached {vm}'s console log"
+        time.sleep(0.1)
+
+
 def test_the_keepers_console_log_is_searched_too(world: World) -> None:
+    _wait_for_console_log(world, "vm01", "xylophone-quartet")
     context = world.context(world.rita)
     page = context.new_page()
     page.goto(f"{world.web.base}/search?q=xylophone-quartet")
