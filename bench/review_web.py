@@ -1,24 +1,31 @@
 """How fast are the review site's sessions page and recording search at scale?
 
-    python bench/review_web.py [--sessions 100000] [--corpus-mb 1024] [--repeat 40]
+    python bench/review_web.py --sessions 100000 --corpus-mb 10240 --repeat 30 \
+        --scratch /work/bench-data
 
-Builds a throwaway installation (SQLite) with --sessions console sessions over 200 VMs and
-500 users, each with an asciicast recording; together the recordings hold --corpus-mb of
-terminal output (prompts, commands, listings, colour escape sequences, words from a 20,000
-word vocabulary). It times indexing them into the FTS5 search index, then requests pages
-through the real application (Starlette, a signed-in reviewer holding audit.review, every
-request authenticated, policy-checked and audited as in production; no TLS):
+Builds a throwaway installation (SQLite, under --scratch) with --sessions console sessions
+over 200 VMs and 500 users, each with an asciicast v2 recording in the gateway recorder's
+format; together the recordings hold --corpus-mb of terminal output (prompts, commands,
+listings, colour escape sequences, words from a 20,000-word vocabulary). Recordings are
+composed from 20,000 output bursts encoded once plus 15 % of events written afresh for each
+recording, by one process per CPU, so gigabytes take minutes. It times indexing them with
+the real code (``SearchIndex.catch_up(workers=--workers)``, as ``certgate web index``
+does), then requests pages through the real application (Starlette, a signed-in reviewer
+holding audit.review, every request authenticated, policy-checked and audited as in
+production; no TLS):
 
   sessions   first page; page 20 (keyset cursor); filtered by user, by VM, by outcome,
              by end-reason substring, by a one-day window
   search     a rare word, a common word, two words, a word that is not there
 
 --recorded N gives only N of the sessions a recording (the same corpus in fewer, larger
-files), which makes building the index much quicker on a busy machine.
+files).
 
 Baselines in the same run: for pages, the same listing query called directly (no web
 layer); for search, the same words found with a LIKE scan over the same text stored in a
-plain table (what searching without a full-text index costs).
+plain table (what searching without a full-text index costs); for indexing, the first
+--index-sample recordings indexed the reference way (read_cast + chunks, one transaction
+per recording) and the current way.
 """
 
 from __future__ import annotations
