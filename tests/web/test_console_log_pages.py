@@ -4,14 +4,15 @@ console log page and its download, who may see them, and hostile names in URLs."
 from __future__ import annotations
 
 import re
-import time
 
+import pytest
 from review_samples import HOSTILE_OUTPUT, recorded_session
 from web_site import Site
 
 from certgate.audit.log import AuditLog
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.consolelog.writer import ConsoleLogWriter
+from certgate.web import console_logs
 
 STARTED = 1_800_000_000.0
 
@@ -158,6 +159,18 @@ def test_a_search_sees_console_output_up_to_its_last_complete_line(site: Site) -
     assert "0 matches" in site.client.get("/search", params={"q": "half-typed-word"}).text
     writer.output(b"d\r\n")
     writer.tick()
-    time.sleep(0)  # the next search catches up again: no restart, no waiting
     assert "/consoles/lab01/log" in site.client.get(
         "/search", params={"q": "half-typed-word"}).text
+
+
+def test_a_segment_too_large_for_the_player_is_offered_for_download_only(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_console_log(site, "lab01", [(1.0, "x" * 500 + "\r\n")])
+    monkeypatch.setattr(console_logs, "MAX_PLAYBACK_BYTES", 256)
+    site.as_person(site.auditor)
+    page = site.client.get("/consoles/lab01/log").text
+    assert "too large for the player" in page and 'id="player"' not in page
+    params = {"segment": "00000001.cast"}
+    assert site.client.get("/consoles/lab01/log.cast", params=params).status_code == 413
+    download = site.client.get("/consoles/lab01/log.cast", params={**params, "download": "1"})
+    assert download.status_code == 200 and "x" * 500 in download.text
