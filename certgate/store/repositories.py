@@ -512,6 +512,7 @@ def set_vm_console_options(session: Session, name: str, *, keep: str | None,
         row.keep = keep
     if escape is not None:
         row.escape = escape
+    mark_changed(session)  # VM rows are cached per change counter (access.snapshot.FleetCache)
     session.flush()
     return _vm(row)
 
