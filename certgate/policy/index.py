@@ -66,6 +66,23 @@ def _bits(mask: int) -> Iterable[int]:
         mask ^= low
 
 
+class _LazyGlob:
+    """A glob's matcher, its regex compiled on first use: a one-shot decision (``policy
+    check``) meets a few of a policy's globs, and compiling all of them cost more than it."""
+
+    __slots__ = ("_match", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._match: Matcher | None = None
+
+    def __call__(self, name: str) -> object:
+        match = self._match
+        if match is None:
+            match = self._match = re.compile(translate(self.pattern)).match
+        return match(name)
+
+
 class _NameSelector:
     """Which rules' ``vm_names`` globs match a VM name (rules without globs always do).
 
@@ -108,7 +125,7 @@ class _NameSelector:
         assert first is not None
         prefix = pattern[: first.start()]
         suffix = "" if "[" in pattern else literal_runs[-1]
-        regex = re.compile(translate(pattern)).match
+        regex = _LazyGlob(pattern)
         if prefix and len(prefix) >= len(suffix):
             trivial = pattern == prefix + "*"
             self.by_prefix.setdefault(prefix, []).append((None if trivial else regex, mask))
@@ -255,6 +272,10 @@ class PolicyIndex:
             privileges_withdrawn_by(rule.privileges or ALL_PRIVILEGES) for rule in rules
         ]
         self._reasons: list[str | None] = [None] * len(rules)
+        self._timed = 0
+        for i, rule in enumerate(rules):
+            if rule.time_windows:
+                self._timed |= 1 << i
         self._decisions: dict[tuple[int, int], Decision | None] = {}
 
     # -- selection and principals -----------------------------------------------------------
@@ -262,6 +283,11 @@ class PolicyIndex:
     def selecting(self, vm: VMInfo) -> int:
         """The rules that select ``vm``."""
         return self._names.matching(vm.name) & self._labels.matching(vm.labels)
+
+    def timed_rules_selecting(self, vm: VMInfo) -> list[Rule]:
+        """The rules with time windows that select ``vm``, in file order."""
+        timed = self._timed and self.selecting(vm) & self._timed
+        return [self.rules[i] for i in _bits(timed)]
 
     def naming(self, subject: Subject) -> int:
         """The rules whose principals (users, roles, groups) the holder meets."""
