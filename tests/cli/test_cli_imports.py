@@ -20,9 +20,16 @@ def modules_after(code: str) -> set[str]:
 
 def test_the_cli_entry_point_loads_no_database_console_or_policy_parser() -> None:
     loaded = modules_after("import certgate.cli.main")
+    assert "click" in loaded
     assert {"sqlalchemy", "asyncssh", "yaml", "certgate.policy.loader",
-            "certgate.policy.evaluate", "certgate.consoles"}.isdisjoint(loaded)
-    assert "certgate.policy.values" in loaded  # what it does need
+            "certgate.policy.evaluate", "certgate.consoles", "certgate.home"}.isdisjoint(loaded)
+
+
+def test_reading_durations_does_not_load_the_policy_parser_or_evaluator() -> None:
+    loaded = modules_after("import certgate.home")  # its limits read durations
+    assert "certgate.policy.values" in loaded
+    assert {"yaml", "certgate.policy.loader", "certgate.policy.evaluate",
+            "sqlalchemy"}.isdisjoint(loaded)
 
 
 def test_the_fleet_parses_console_uris_without_the_console_backends() -> None:
