@@ -571,8 +571,17 @@ def find_vm(session: Session, name: str) -> VM | None:
     return _vm(row) if row else None
 
 
+_VM_COLUMNS = VMRow.__table__.c
+_LIST_VMS = select(_VM_COLUMNS.name, _VM_COLUMNS.console_uri, _VM_COLUMNS.labels,
+                   _VM_COLUMNS.created_at, _VM_COLUMNS.keep,
+                   _VM_COLUMNS.escape).order_by(_VM_COLUMNS.name)
+
+
 def list_vms(session: Session) -> list[VM]:
-    return [_vm(r) for r in session.execute(select(VMRow).order_by(VMRow.name)).scalars()]
+    # Core rows: listing a 10k-VM fleet through ORM objects cost ~3x as much.
+    return [VM(name, console_uri, dict(labels or {}), created_at, keep, escape)
+            for name, console_uri, labels, created_at, keep, escape
+            in flushed_connection(session).execute(_LIST_VMS)]
 
 
 def remove_vm(session: Session, name: str) -> VM:
