@@ -22,7 +22,9 @@ banner byte the moment a client connects; on the bulk socket it then streams M M
 (b) bulk through a pty: payload MiB / seconds from the banner byte to ssh's end of output;
 (c) server CPU per 32 MiB: CPU time of the server and everything it started (for sshd: its
     per-connection processes and ``socat``), counted by a cgroup-v1 cpuacct group made here,
-    during one bulk session (handshake included), scaled to 32 MiB.
+    during one bulk session (handshake included), scaled to 32 MiB;
+(d) server CPU per login: the same count over one whole first-byte session (handshake,
+    login, session start and end), which (c) includes once.
 
 Only 127.0.0.1 and Unix sockets are used.
 """
@@ -55,6 +57,8 @@ BANNER = b"\x06"
 KEX = "curve25519-sha256"
 CIPHER = "aes128-gcm@openssh.com"
 CHUNK = 65536
+LOGIN_SETTLE = 0.3
+"""Seconds after a first-byte session for the server to finish it before its CPU is read."""
 CLEAN_USER = "cgbench"
 POLICY = """\
 version: 1
@@ -66,6 +70,7 @@ rules:
     privileges: [console.view, console.interact]
 """
 SYSTEMS = ("certgate", "bastion-clean", "asyncssh floor")
+BEFORE = "certgate-before"
 
 
 def free_port() -> int:
@@ -143,6 +148,7 @@ class Figures:
     first_byte_ms: list[float] = field(default_factory=list)
     mib_per_s: list[float] = field(default_factory=list)
     cpu_per_32: list[float] = field(default_factory=list)
+    cpu_per_login_ms: list[float] = field(default_factory=list)
     truncated: int = 0
 
 
@@ -245,6 +251,17 @@ def first_byte(hop: Hop) -> float:
         stop(proc)
 
 
+def login_cpu(hop: Hop) -> tuple[float, float]:
+    """First byte (ms) and the server's CPU (ms) for that whole session: handshake, login,
+    the session and its end (the server is given a moment to record the end)."""
+    wait_children_reaped(hop.server.pid)
+    before = hop.meter.seconds()
+    elapsed = first_byte(hop)
+    time.sleep(LOGIN_SETTLE)
+    wait_children_reaped(hop.server.pid)
+    return elapsed, (hop.meter.seconds() - before) * 1000
+
+
 def bulk(hop: Hop, total: int) -> tuple[float, float, bool]:
     """MiB/s of console payload through the hop, server CPU s per 32 MiB, and completeness."""
     wait_children_reaped(hop.server.pid)
@@ -283,17 +300,25 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     """Inclusive share of samples per function, from py-spy's collapsed stacks."""
     inclusive: dict[str, int] = {}
     leaf: dict[str, int] = {}
-    total = 0
+    total = waiting = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         count = int(count_text)
-        total += count
         frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")")
                   for f in stack.split(";")]
+        # Waits py-spy does not always see as idle: a worker thread waiting for work, the
+        # event loop in epoll. Left out, so shares are of the time the server was busy.
+        if frames[-1].startswith(("_worker thread.py:81", "EpollSelector.select")):
+            waiting += count
+            continue
+        total += count
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + count
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + count
-    lines = [f"py-spy: {total} samples; by self share (inclusive share beside)"]
+    total = max(total, 1)
+    lines = [f"py-spy: {total} busy samples ({waiting} waiting left out); on a loaded machine a "
+             "thread waiting for a CPU counts as busy where it was preempted; by self share "
+             "(inclusive share beside)"]
     for frame, count in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  self {100 * count / total:5.1f}%  "
                      f"incl {100 * inclusive[frame] / total:5.1f}%  {frame}")
@@ -323,6 +348,20 @@ def profiled_bulk(hop: Hop, total: int, out: Path) -> str:
     return summarize_profile(out)
 
 
+def profiled_logins(hop: Hop, count: int, out: Path) -> str:
+    """``count`` first-byte logins with py-spy sampling the hop's server process."""
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                            str(hop.server.pid), "-r", "1000", "-f", "raw", "-o", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    for _ in range(count):
+        first_byte(hop)
+        time.sleep(0.1)  # let the session end (its end is recorded) before the next login
+    spy.send_signal(signal.SIGINT)
+    spy.wait()
+    return summarize_profile(out, top=40)
+
+
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -349,7 +388,13 @@ def host_key_pair(work: Path, name: str) -> tuple[Path, str]:
 
 
 @contextlib.contextmanager
-def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator[Hop]:
+def certgate_hop(work: Path, console: ConsoleServer, user_key: Path,
+                 tree: Path | None = None) -> Iterator[Hop]:
+    """``tree``: run the server from another checkout (``PYTHONPATH``), e.g. the commit before
+    a change, as the ``certgate-before`` hop of the same run."""
+    if tree is not None:
+        work = work / "before"
+        work.mkdir()
     from ca import keys
     from certgate.fleet import add_vm, apply_policy
     from certgate.home import Home
@@ -364,8 +409,10 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
     try:
         inst.ca.add_user("bench", email=None, days=1,
                          public_key=keys.load_public_key(Path(f"{user_key}.pub").read_bytes()))
-        add_vm(inst, "banner", f"unix:{console.banner_path}", {})
-        add_vm(inst, "bulk", f"unix:{console.bulk_path}", {})
+        # On demand, as the other hops: each session opens the console socket itself (a kept
+        # bulk console would re-read the stream in the background and skew the CPU figure).
+        add_vm(inst, "banner", f"unix:{console.banner_path}", {}, keep="on-demand")
+        add_vm(inst, "bulk", f"unix:{console.bulk_path}", {}, keep="on-demand")
         apply_policy(inst, POLICY, "bench.yaml")
         known_hosts = work / "certgate_known_hosts"
         known_hosts.write_text(known_hosts_line(home, inst.config) + "\n")
@@ -373,7 +420,10 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
         inst.close()
     env = {**os.environ, "CERTGATE_HOME": str(home.root),
            "CERTGATE_CA_PASSPHRASE": PASSPHRASE.decode()}
-    meter = CpuMeter("certgate")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    name = BEFORE if tree is not None else "certgate"
+    meter = CpuMeter(name)
     with open(work / "certgate.log", "wb") as log:
         proc = start_server(
             [sys.executable, "-m", "certgate", "serve", "--log-level", "warning"], meter,
@@ -381,7 +431,7 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path) -> Iterator
     try:
         wait_port(port, proc, "certgate serve")
         args = client_args(port, known_hosts, user_key)
-        yield Hop("certgate", proc, meter, args, ["banner@127.0.0.1"], ["bulk@127.0.0.1"])
+        yield Hop(name, proc, meter, args, ["banner@127.0.0.1"], ["bulk@127.0.0.1"])
     finally:
         stop(proc)
         meter.close()
@@ -515,6 +565,7 @@ def report(results: dict[str, Figures], rounds: int, megabytes: int, load: str,
     fb = [med(f.first_byte_ms) for f in (cg, ba, fl)]
     tp = [med(f.mib_per_s) for f in (cg, ba, fl)]
     cpu = [med(f.cpu_per_32) for f in (cg, ba, fl)]
+    login = [med(f.cpu_per_login_ms) for f in (cg, ba, fl)]
     lines = [
         f"rounds={rounds}, bulk={megabytes} MiB, kex={KEX}, cipher={CIPHER}, ssh -tt, "
         f"{os.cpu_count()} CPUs, {ssh_version}; CPU counted by {method}; load average {load}",
@@ -528,16 +579,36 @@ def report(results: dict[str, Figures], rounds: int, megabytes: int, load: str,
         f"{tp[2]:.1f} MiB/s | {tp[0] / tp[1]:.2f} | {tp[0] / tp[2]:.2f} |",
         f"| server CPU per 32 MiB, median | {cpu[0]:.2f} s | {cpu[1]:.2f} s | {cpu[2]:.2f} s | "
         f"{cpu[0] / cpu[1]:.2f} | {cpu[0] / cpu[2]:.2f} |",
+        f"| server CPU per login (whole first-byte session), median | {login[0]:.1f} ms | "
+        f"{login[1]:.1f} ms | {login[2]:.1f} ms | {login[0] / login[1]:.2f} | "
+        f"{login[0] / login[2]:.2f} |",
         "",
         f"bulk runs cut short: certgate {cg.truncated}, bastion-clean {ba.truncated}, "
         f"floor {fl.truncated} (of {len(cg.mib_per_s)} each)",
     ]
+    names = list(SYSTEMS)
+    if results.get(BEFORE) is not None and results[BEFORE].first_byte_ms:
+        names.append(BEFORE)
+        bf = results[BEFORE]
+        at = next(i for i, line in enumerate(lines) if line.startswith("| server CPU per login"))
+        lines[at + 1:at + 1] = [
+            f"| {BEFORE}: first console byte | {med(bf.first_byte_ms):.1f} ms | | | "
+            f"{med(bf.first_byte_ms) / fb[1]:.2f} | {med(bf.first_byte_ms) / fb[2]:.2f} |",
+            f"| {BEFORE}: bulk | {med(bf.mib_per_s):.1f} MiB/s | | | "
+            f"{med(bf.mib_per_s) / tp[1]:.2f} | {med(bf.mib_per_s) / tp[2]:.2f} |",
+            f"| {BEFORE}: server CPU per 32 MiB | {med(bf.cpu_per_32):.2f} s | | | "
+            f"{med(bf.cpu_per_32) / cpu[1]:.2f} | {med(bf.cpu_per_32) / cpu[2]:.2f} |",
+            f"| {BEFORE}: server CPU per login | {med(bf.cpu_per_login_ms):.1f} ms | | | "
+            f"{med(bf.cpu_per_login_ms) / login[1]:.2f} | "
+            f"{med(bf.cpu_per_login_ms) / login[2]:.2f} |",
+        ]
     for label, attr, fmt in (("first byte (ms)", "first_byte_ms", ".0f"),
+                             ("CPU per login (ms)", "cpu_per_login_ms", ".0f"),
                              ("bulk (MiB/s)", "mib_per_s", ".1f"),
                              ("CPU per 32 MiB (s)", "cpu_per_32", ".2f")):
         lines.append(f"{label}: " + "; ".join(
             f"{name} {', '.join(format(x, fmt) for x in getattr(results[name], attr))}"
-            f" ({spread(getattr(results[name], attr), fmt)})" for name in SYSTEMS))
+            f" ({spread(getattr(results[name], attr), fmt)})" for name in names))
     return "\n".join(lines)
 
 
@@ -549,8 +620,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--bulk-rounds", type=int, default=5)
     parser.add_argument("--megabytes", type=int, default=32)
+    parser.add_argument("--before-tree", type=Path, default=None, metavar="DIR",
+                        help="also run certgate from the checkout DIR (e.g. `git worktree add "
+                             "DIR COMMIT`) as a fourth hop, for a same-run before/after")
     parser.add_argument("--profile", action="store_true",
-                        help="after the rounds, py-spy one bulk session of certgate and floor")
+                        help="after the rounds, py-spy certgate's logins and one bulk "
+                             "session of certgate and of the floor")
     options = parser.parse_args()
     for tool in ("ssh", "ssh-keygen", "socat", "/usr/sbin/sshd", "useradd"):
         if shutil.which(tool) is None:
@@ -568,20 +643,25 @@ def main() -> int:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(user_key)],
                        check=True)
         console = ConsoleServer(work, options.megabytes)
-        results = {name: Figures() for name in SYSTEMS}
+        results = {name: Figures() for name in (*SYSTEMS, BEFORE)}
         try:
             with contextlib.ExitStack() as stack:
                 hops = [stack.enter_context(make(work, console, user_key))
                         for make in (certgate_hop, bastion_hop, floor_hop)]
+                if options.before_tree is not None:
+                    hops.append(stack.enter_context(
+                        certgate_hop(work, console, user_key, options.before_tree)))
                 method = hops[0].meter.method
                 for hop in hops:
                     first_byte(hop)  # warm-up: page cache, first policy load
                 for round_ in range(options.rounds):
-                    order = hops[round_ % 3:] + hops[: round_ % 3]
+                    order = hops[round_ % len(hops):] + hops[: round_ % len(hops)]
                     for hop in order:
-                        results[hop.name].first_byte_ms.append(first_byte(hop))
+                        elapsed, cpu_ms = login_cpu(hop)
+                        results[hop.name].first_byte_ms.append(elapsed)
+                        results[hop.name].cpu_per_login_ms.append(cpu_ms)
                 for round_ in range(options.bulk_rounds):
-                    order = hops[round_ % 3:] + hops[: round_ % 3]
+                    order = hops[round_ % len(hops):] + hops[: round_ % len(hops)]
                     for hop in order:
                         rate, cpu, complete = bulk(hop, options.megabytes * 1024 * 1024)
                         figures = results[hop.name]
@@ -589,6 +669,9 @@ def main() -> int:
                         figures.cpu_per_32.append(cpu)
                         figures.truncated += not complete
                 if options.profile:
+                    print(f"{hops[0].name}, {options.rounds} logins (first byte):")
+                    print(profiled_logins(hops[0], options.rounds,
+                                          work / f"{hops[0].meter.pid}.login.spy"))
                     for hop in hops[::2]:
                         print(f"{hop.name}, one bulk session:")
                         print(profiled_bulk(hop, options.megabytes << 20,

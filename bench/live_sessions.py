@@ -9,7 +9,7 @@ another worktree), N interactive sessions (pty requested) from asyncssh clients 
 process, on fake consoles (Unix sockets served here, one per VM, ten VMs). Measured:
 
 - login rate: sessions opened per second (handshake, auth, decision, audit, console attach),
-  20 logins in flight at a time;
+  10 logins in flight at a time (the per-source start-up limit);
 - gateway RSS per session: (RSS with N sessions open - RSS before the first login) / N;
 - idle CPU: gateway CPU time (utime + stime from /proc) over ``--idle`` seconds with N
   sessions open and nothing changing, as % of one core;
@@ -50,7 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PASSPHRASE = b"benchmark passphrase"
 VMS = 10
-CONCURRENT_LOGINS = 20
+CONCURRENT_LOGINS = 10
+"""Logins in flight: the gateway refuses more than ``max_startups_per_source`` (10)
+unauthenticated connections from one address, and every client here is 127.0.0.1."""
 POLICY = """\
 version: 1
 rules:
@@ -231,8 +233,42 @@ async def wait_ended(process: Any) -> float:
     return time.monotonic()
 
 
+def start_idle_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy samples the gateway (100 Hz) for the idle window; idle threads are left out
+    by py-spy, so every sample is the gateway doing something."""
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen([str(spy), "record", "-p", str(pid), "-r", "100", "-d",
+                             str(max(1, round(seconds))), "-f", "raw", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_idle_profile(raw: Path, seconds: float, sessions: int, top: int = 10) -> str:
+    if not raw.exists():
+        return f"idle profile: py-spy wrote nothing to {raw} (is py-spy installed?)"
+    # Waits py-spy does not always recognise as idle: a worker thread waiting for work, the
+    # event loop waiting in epoll.
+    waits = ("_worker (concurrent/futures/thread.py:81)", "EpollSelector.select")
+    counts: dict[str, int] = {}
+    total = waiting = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        if leaf.startswith(waits):
+            waiting += int(count_text)
+            continue
+        total += int(count_text)
+        counts[leaf] = counts.get(leaf, 0) + int(count_text)
+    lines = [f"idle profile, {sessions} sessions: {total} busy samples in {seconds:g} s at "
+             f"100 Hz ({total / max(seconds, 1e-9):.1f}/s; {waiting} more were threads "
+             "waiting); py-spy's sampling itself adds gateway CPU, so read the idle CPU "
+             "figure from a run without --profile-idle"]
+    lines += [f"  {count:6d}  {frame}" for frame, count in
+              sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
+
+
 async def measure(cg: Certgate, count: int, revocations: int, idle: float,
-                  work: Path, database_url: str | None) -> Run:
+                  work: Path, database_url: str | None, profile: Path | None = None) -> Run:
     import asyncssh
 
     run = Run(count)
@@ -284,12 +320,16 @@ async def measure(cg: Certgate, count: int, revocations: int, idle: float,
         await asyncio.sleep(2.0)
         run.rss_with_sessions = proc_rss_bytes(proc.pid)
         run.rss_per_session = (run.rss_with_sessions - run.rss_before) / max(1, len(clients))
+        spy = start_idle_profile(proc.pid, idle, profile) if profile else None
         cpu_start = proc_cpu_seconds(proc.pid)
         wall_start = time.monotonic()
         await asyncio.sleep(idle)
         run.idle_cpu_percent = 100 * (proc_cpu_seconds(proc.pid) - cpu_start) / (
             time.monotonic() - wall_start)
         run.idle_load = uptime_load()
+        if spy is not None and profile is not None:
+            await asyncio.to_thread(spy.wait)
+            print(summarize_idle_profile(profile, idle, count))
         victim_sessions = clients[:victims]
         for person, (_, process) in zip(victims_list, victim_sessions, strict=False):
             ended = asyncio.create_task(wait_ended(process))
@@ -324,6 +364,8 @@ def main() -> None:
     parser.add_argument("--revocations", type=int, default=40)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--profile-idle", type=Path, default=None, metavar="OUT",
+                        help="py-spy the gateway during the idle window (raw stacks to OUT)")
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -341,8 +383,10 @@ def main() -> None:
         for count in (int(n) for n in args.sessions.split(",")):
             url = cluster.create_database() if cluster is not None else None
             with tempfile.TemporaryDirectory(prefix="cgb-", dir="/tmp") as work:
+                profile = (args.profile_idle.with_suffix(f".{count}.raw")
+                           if args.profile_idle else None)
                 run = asyncio.run(measure(cg, count, args.revocations, args.idle, Path(work),
-                                          url))
+                                          url, profile))
             summary = {"commit": commit, "database": "postgresql" if url else "sqlite",
                        **run.summary()}
             results.append(summary)

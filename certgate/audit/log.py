@@ -9,7 +9,7 @@ fact: either both are committed or neither is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -220,10 +220,16 @@ class AuditLog:
         """Append one event in its own transaction; raises AuditError if it is not durable."""
         return self.record_many([event])[0]
 
-    def record_many(self, events: Sequence[AuditEvent]) -> list[ChainEntry]:
-        """Append several events in one transaction (one commit, one fsync)."""
+    def record_many(self, events: Sequence[AuditEvent], *,
+                    before: Sequence[Callable[[Session], None]] = ()) -> list[ChainEntry]:
+        """Append several events in one transaction (one commit, one fsync).
+
+        ``before`` runs in the same transaction first (e.g. inserting the session row that
+        ``session.start`` describes), so the rows and the events are committed together."""
         try:
             with self.database.write() as session:
+                for statement in before:
+                    statement(session)
                 return append_in(session, events)
         except AuditError:
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -43,10 +44,15 @@ def parse_event(value: Any) -> CastEvent | None:
     if not isinstance(value, list) or len(value) != 3:
         return None
     t, code, data = value
+    if isinstance(t, int) and not isinstance(t, bool) and abs(t) > _LARGEST_SECONDS:
+        return None  # beyond a float (OverflowError), and no recording lasts that long
     if (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
             or t < 0 or not isinstance(code, str) or not isinstance(data, str)):
         return None
     return CastEvent(float(t), code, data)
+
+
+_LARGEST_SECONDS = 10**300
 
 
 def read_cast(path: Path) -> tuple[dict[str, Any], Iterator[CastEvent]]:
@@ -81,6 +87,75 @@ def read_cast(path: Path) -> tuple[dict[str, Any], Iterator[CastEvent]]:
                 yield event
 
     return header, events()
+
+
+# One event line as the recorder writes it, ``[1.25, "o", "text"]`` (JSON whitespace
+# allowed), with a plain number and a code and text that are complete JSON strings. Classes
+# exclude "\n", so with MULTILINE a match is exactly one whole line. Numbers are bounded
+# (16 digits, exponent of two) so that every one of them is a finite float.
+_EVENT_LINE = re.compile(
+    r'^[ \t]*\[[ \t]*((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,30})?(?:[eE][-+]?[0-9]{1,2})?)'
+    r'[ \t]*,[ \t]*"([^"\\\x00-\x1f]*)"[ \t]*,[ \t]*'
+    r'"([^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*)"'
+    r'[ \t]*\][ \t]*$',
+    re.MULTILINE,
+)
+PLAIN_EVENT_LINE = _EVENT_LINE
+"""Public name of the pattern above (the console-log indexer reads lines with it too)."""
+
+
+def cast_output(data: bytes, name: str) -> tuple[list[float], list[str]]:
+    """The times and texts of a whole recording's output ("o") events: exactly what
+    ``read_cast`` yields for them from the same bytes, or the same refusal
+    (``CertgateError``) where reading it through would raise one.
+
+    Why: indexing gigabytes of recordings spent most of its time in one ``json.loads`` and
+    one ``parse_event`` per line. Here one regex pass checks that every line has the
+    recorder's plain shape and one ``json.loads`` decodes all texts at once; a recording
+    with any other line (escaped codes, odd numbers, malformed or torn lines) is read line
+    by line with ``read_cast``'s own rules instead.
+    """
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:  # read_cast reads with universal newlines
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    header_end = text.find("\n") + 1 or len(text)
+    header = _json_line(text[:header_end]) if header_end <= MAX_LINE_CHARS else _MALFORMED
+    if not isinstance(header, dict) or header.get("version") != 2:
+        raise CertgateError(f"{name} is not an asciicast v2 recording")
+    found = _EVENT_LINE.findall(text, header_end)
+    lines = text.count("\n", header_end) + (not text.endswith("\n") and header_end < len(text))
+    if (len(found) != lines or (len(text) - header_end > MAX_LINE_CHARS - 1
+            and max(map(len, text[header_end:].split("\n"))) > MAX_LINE_CHARS - 1)):
+        return _cast_output_by_line(text[header_end:], name)
+    times = [float(t) for t, code, _ in found if code == "o"]
+    if not times:
+        return [], []
+    texts = json.loads('["' + '","'.join([b for _, code, b in found if code == "o"]) + '"]')
+    return times, texts
+
+
+def _cast_output_by_line(text: str, name: str) -> tuple[list[float], list[str]]:
+    """``cast_output`` for event lines of any shape: ``read_cast``'s loop over lines."""
+    times: list[float] = []
+    texts: list[str] = []
+    lines = text.split("\n")
+    last = len(lines) - 1
+    for number, line in enumerate(lines, start=2):
+        terminated = number - 2 < last
+        if not terminated and not line:
+            break
+        if len(line) + terminated > MAX_LINE_CHARS:
+            raise CertgateError(f"{name}:{number}: event longer than "
+                                f"{MAX_LINE_CHARS} characters")
+        event = parse_event(_json_line(line))
+        if event is None:
+            if terminated:
+                raise CertgateError(f"{name}:{number}: malformed event")
+            break
+        if event.code == "o":
+            times.append(event.time)
+            texts.append(event.data)
+    return times, texts
 
 
 def plan(events: Iterable[CastEvent], *, speed: float = 1.0,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent
@@ -77,6 +77,49 @@ def gateway_actor(gateway_id: str) -> str:
     return f"gateway:{gateway_id}"
 
 
+@dataclass(frozen=True)
+class SessionStart:
+    """A live session row and its ``session.start`` event, to be committed together.
+
+    The gateway commits it through its audit writer in the same unit as the decision that
+    allowed the session (``AuditWriter.append_many([decision, start.event],
+    before=[start.insert])``): one commit before the first console byte instead of two.
+    """
+
+    session: ConsoleSession
+
+    @classmethod
+    def new(cls, *, user: str, vm: str, identity_serial: str, source: str | None,
+            privileges: Sequence[str], gateway_id: str, recording_path: str | None = None,
+            session_id: str | None = None, now: datetime | None = None) -> SessionStart:
+        now = now or datetime.now(UTC)
+        return cls(ConsoleSession(
+            id=session_id or str(uuid.uuid4()), user=user, vm=vm,
+            identity_serial=identity_serial, source=source, privileges=tuple(privileges),
+            gateway_id=gateway_id, started_at=now, heartbeat_at=now, ended_at=None,
+            end_reason=None, status=LIVE, bytes_in=0, bytes_out=0,
+            recording_path=recording_path, recording_sha256=None))
+
+    @property
+    def event(self) -> AuditEvent:
+        s = self.session
+        return AuditEvent(
+            "session.start", gateway_actor(s.gateway_id), outcome="ok", user=s.user, vm=s.vm,
+            serial=s.identity_serial, source=s.source, session_id=s.id,
+            details={"privileges": sorted(s.privileges), "recording": s.recording_path},
+        )
+
+    def insert(self, session: Session) -> None:
+        """Insert the row (a Core INSERT: no ORM object to build and flush)."""
+        s = self.session
+        session.execute(insert(ConsoleSessionRow), [{
+            "id": s.id, "user_name": s.user, "vm": s.vm, "identity_serial": s.identity_serial,
+            "source": s.source, "privileges": list(s.privileges), "gateway_id": s.gateway_id,
+            "started_at": s.started_at, "heartbeat_at": s.heartbeat_at, "status": LIVE,
+            "bytes_in": 0, "bytes_out": 0, "recording_path": s.recording_path,
+        }])
+
+
 def start_session(
     database: Database,
     *,
@@ -91,22 +134,13 @@ def start_session(
     now: datetime | None = None,
 ) -> ConsoleSession:
     """Insert the live session row and its ``session.start`` event in one commit."""
-    now = now or datetime.now(UTC)
-    session_id = session_id or str(uuid.uuid4())
+    start = SessionStart.new(user=user, vm=vm, identity_serial=identity_serial, source=source,
+                             privileges=privileges, gateway_id=gateway_id,
+                             recording_path=recording_path, session_id=session_id, now=now)
     with database.write() as session:
-        row = ConsoleSessionRow(
-            id=session_id, user_name=user, vm=vm, identity_serial=identity_serial,
-            source=source, privileges=list(privileges), gateway_id=gateway_id,
-            started_at=now, heartbeat_at=now, status=LIVE, bytes_in=0, bytes_out=0,
-            recording_path=recording_path,
-        )
-        session.add(row)
-        append_in(session, [AuditEvent(
-            "session.start", gateway_actor(gateway_id), outcome="ok", user=user, vm=vm,
-            serial=identity_serial, source=source, session_id=session_id,
-            details={"privileges": sorted(privileges), "recording": recording_path},
-        )])
-        return _session(row)
+        start.insert(session)
+        append_in(session, [start.event])
+    return start.session
 
 
 def heartbeat(database: Database, session_id: str, *, now: datetime | None = None) -> None:
@@ -140,6 +174,45 @@ def _live_row(session: Session, session_id: str) -> ConsoleSessionRow:
     if row.status != LIVE:
         raise ConflictError(f"console session {session_id} already ended ({row.status})")
     return row
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """Closing a live session the gateway itself started: the update and ``session.end``.
+
+    Built from what the gateway holds in memory (no read of the row first); the update
+    matches only a live row, so a session another gateway already reaped as abnormal is not
+    ended twice (``ConflictError``, and the unit is not committed).
+    """
+
+    started: ConsoleSession
+    reason: str
+    bytes_in: int
+    bytes_out: int
+    recording_sha256: str | None
+    now: datetime
+
+    @property
+    def event(self) -> AuditEvent:
+        s = self.started
+        return AuditEvent(
+            "session.end", gateway_actor(s.gateway_id), outcome="ok", user=s.user, vm=s.vm,
+            serial=s.identity_serial, source=s.source, session_id=s.id,
+            details={"reason": self.reason,
+                     "duration_seconds": round((self.now - s.started_at).total_seconds(), 3),
+                     "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                     "recording_sha256": self.recording_sha256},
+        )
+
+    def update(self, session: Session) -> None:
+        result = session.execute(
+            update(ConsoleSessionRow)
+            .where(ConsoleSessionRow.id == self.started.id, ConsoleSessionRow.status == LIVE)
+            .values(status=ENDED, ended_at=self.now, end_reason=self.reason,
+                    bytes_in=self.bytes_in, bytes_out=self.bytes_out,
+                    recording_sha256=self.recording_sha256, heartbeat_at=self.now))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConflictError(f"console session {self.started.id} is no longer live")
 
 
 def end_session(

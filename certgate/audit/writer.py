@@ -8,6 +8,11 @@ still means "this event is committed" while the commit cost is shared by the who
 A batch that fails is split in halves and retried, down to single events: one event the
 database refuses costs only its own caller, never the other events (and logins) it was
 batched with. A failure that is not about one event (the database is down) fails them all.
+
+``append_many(events, before=...)`` commits several events and the statements that go with
+them (the console session row that ``session.start`` describes) as one unit inside a batch:
+a login's decision, its session row and its ``session.start`` cost one shared commit, and a
+unit is never split from itself when a batch is retried.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent, ChainEntry
 from certgate.audit.log import AuditLog
@@ -22,7 +31,15 @@ from certgate.errors import AuditError
 
 MAX_BATCH = 500
 
-_Pending = tuple[AuditEvent, "asyncio.Future[ChainEntry]"]
+Statement = Callable[[Session], None]
+"""Work done in the batch's write transaction before its events are appended."""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    events: tuple[AuditEvent, ...]
+    before: tuple[Statement, ...]
+    future: asyncio.Future[list[ChainEntry]]
 
 
 class AuditWriter:
@@ -33,8 +50,10 @@ class AuditWriter:
         log: AuditLog,
         *,
         max_batch: int = MAX_BATCH,
-        commit: Callable[[Sequence[AuditEvent]], Awaitable[list[ChainEntry]]] | None = None,
+        commit: Callable[..., Awaitable[list[ChainEntry]]] | None = None,
     ) -> None:
+        """``commit(events)`` replaces the database commit (tests); it is called with
+        ``before=`` too when a batch carries statements."""
         self._log = log
         self._max_batch = max_batch
         self._commit = commit or self._commit_in_thread
@@ -43,13 +62,18 @@ class AuditWriter:
         self.batches = 0
         self.split_batches = 0
 
-    async def _commit_in_thread(self, events: Sequence[AuditEvent]) -> list[ChainEntry]:
-        return await asyncio.to_thread(self._log.record_many, events)
+    async def _commit_in_thread(self, events: Sequence[AuditEvent],
+                                before: Sequence[Statement] = ()) -> list[ChainEntry]:
+        return await asyncio.to_thread(self._log.record_many, events, before=before)
 
     async def start(self) -> None:
         if self._task is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    @property
+    def running(self) -> bool:
+        return self._queue is not None and self._task is not None and not self._task.done()
 
     @property
     def depth(self) -> int:
@@ -60,10 +84,16 @@ class AuditWriter:
     async def append(self, event: AuditEvent) -> ChainEntry:
         """Returns once the batch holding ``event`` has committed; raises AuditError if it
         did not, so the caller can fail closed."""
-        if self._queue is None or self._task is None or self._task.done():
+        return (await self.append_many([event]))[0]
+
+    async def append_many(self, events: Sequence[AuditEvent], *,
+                          before: Sequence[Statement] = ()) -> list[ChainEntry]:
+        """Commit ``events`` (in this order, adjacent in the chain) and ``before`` as one
+        unit of a batch; returns once committed, raises AuditError if not."""
+        if not self.running or self._queue is None:
             raise AuditError("the audit writer is not running")
-        future: asyncio.Future[ChainEntry] = asyncio.get_running_loop().create_future()
-        await self._queue.put((event, future))
+        future: asyncio.Future[list[ChainEntry]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(tuple(events), tuple(before), future))
         return await future
 
     async def close(self) -> None:
@@ -97,8 +127,11 @@ class AuditWriter:
                     queue.task_done()
 
     async def _commit_or_split(self, batch: list[_Pending]) -> None:
+        events = [event for pending in batch for event in pending.events]
+        before = [statement for pending in batch for statement in pending.before]
+        kwargs: dict[str, Any] = {"before": before} if before else {}
         try:
-            entries = await self._commit([event for event, _ in batch])
+            entries = await self._commit(events, **kwargs)
         except Exception as exc:  # every waiter must hear about the failure
             if len(batch) > 1:
                 self.split_batches += 1
@@ -108,11 +141,14 @@ class AuditWriter:
                 return
             error = exc if isinstance(exc, AuditError) else AuditError(
                 f"cannot write the audit log: {exc}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
         else:
             self.batches += 1
-            for (_, future), entry in zip(batch, entries, strict=True):
-                if not future.done():
-                    future.set_result(entry)
+            start = 0
+            for pending in batch:
+                end = start + len(pending.events)
+                if not pending.future.done():
+                    pending.future.set_result(entries[start:end])
+                start = end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import click
 
@@ -55,13 +56,25 @@ def web_group(ctx: click.Context, listen: str, names: tuple[str, ...], log_level
 
 
 @web_group.command("index")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="processes reading recordings while one writes the index "
+                   "(default: one less than the CPUs, at least 1)")
 @pass_app
-def web_index(app: AppContext) -> None:
-    """Add the recordings of ended sessions to the search index now."""
+def web_index(app: AppContext, workers: int | None) -> None:
+    """Add ended sessions' recordings and new console log output to the search index now."""
+    from certgate.web.console_log_index import catch_up_console_logs
     from certgate.web.server import build_site
 
     site = build_site(app.installation())
-    added = site.index.catch_up(site.database, site.installation.home.recordings_dir)
+    if site.index.rebuilt_from is not None:
+        click.echo(f"search index schema version {site.index.rebuilt_from} found: rebuilding")
+    if workers is None:
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+    added = site.index.catch_up(site.database, site.installation.home.recordings_dir,
+                                workers=workers)
+    logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir)
     stats = site.index.stats()
-    click.echo(f"indexed {added} new recordings; {stats.recordings} recordings, "
-               f"{stats.chunks} text chunks in {site.index.path}")
+    click.echo(f"indexed {added} new recordings and {logs.chunks_added} new console log "
+               f"chunks; {stats.recordings} recordings, {stats.chunks} text chunks, "
+               f"{stats.console_segments} console log segments, {stats.console_chunks} "
+               f"text chunks in {site.index.path}")

@@ -102,6 +102,14 @@ class LoginState:
         # OpenSSH asks "would you accept this key?" and then signs with it: resolve the
         # identity once per presented key within this (seconds-long) authentication.
         self.resolved: dict[bytes, tuple[Credential, Identity]] = {}
+        self.login_recorded: asyncio.Future[None] | None = None
+        """Set at authentication: done once the ``auth.login`` event is committed."""
+
+    async def wait_recorded(self) -> None:
+        """Return once the login is durably audited; raise (AuditError) if it cannot be."""
+        if self.identity is None or self.login_recorded is None:
+            raise AccessRefused("not authenticated")
+        await asyncio.shield(self.login_recorded)
 
 
 def install_login_hook(
@@ -154,12 +162,22 @@ def install_login_hook(
             return accepted  # a query ("would you accept this key?"), not a login yet
         if not accepted:
             return await refuse(username, "signature or certificate check failed", credential)
-        try:
-            await audit("allow", username, None, credential, identity.user)
-        except Exception:
-            log.error("login of %s refused: the audit log cannot be written", identity.user)
-            return False
+        # The login's audit event is committed while the client opens its session channel
+        # (one round trip or two), not before we answer: nothing is served on this connection
+        # until it is durable (the gateway awaits ``state.login_recorded`` first), and if it
+        # cannot be written the connection is closed.
         state.identity = identity
+        state.login_recorded = asyncio.ensure_future(
+            audit("allow", username, None, credential, identity.user))
+        user = identity.user
+
+        def recorded(future: asyncio.Future[None]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                log.error("login of %s ended: the audit log cannot be written", user)
+                conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                                "the audit log cannot be written; try later")
+
+        state.login_recorded.add_done_callback(recorded)
         return True
 
     conn.validate_public_key = validate_public_key  # type: ignore[method-assign]

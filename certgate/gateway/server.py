@@ -47,6 +47,7 @@ from certgate.errors import AuditError, CertgateError
 from certgate.gateway.keepers import ConsoleKeepers
 from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
 from certgate.gateway.login import LoginState, install_login_hook, peer_address
+from certgate.gateway.quickack import acknowledge_promptly, stop_prompt_acks
 from certgate.gateway.rechecks import ChangeFeed, Waker, wait_for_wake
 from certgate.gateway.session import (
     LiveSession,
@@ -112,6 +113,7 @@ class _Connection(asyncssh.SSHServer):
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal.reason)
             return
         self.admitted = True
+        acknowledge_promptly(conn)
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
@@ -146,6 +148,8 @@ class _Connection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.authenticated = True
+        if self.conn is not None:
+            stop_prompt_acks(self.conn)
         self.gateway.throttle.connection_authenticated(self.source)
         idle = self.gateway.options.limits.idle_without_session
         if idle > 0:
@@ -228,7 +232,7 @@ class Gateway:
             installation.database, installation.home.recordings_dir, options.gateway_id,
             self.live, self.observer,
             max_recording_bytes=installation.config.limits.max_recording_bytes,
-            clock=clock, on_new_session=self._wake,
+            clock=clock, on_new_session=self._wake, audit_writer=self.audit_writer,
         )
         if self.observer.metrics is not None:
             self.observer.metrics.watch(live_sessions=lambda: len(self.live),
@@ -396,6 +400,9 @@ class Gateway:
             if identity is None:  # cannot happen after successful auth; fail closed anyway
                 process.stdout.write(b"certgate: not authenticated\r\n")
             else:
+                # Nothing is served before the login itself is durably audited.
+                assert isinstance(owner, _Connection)
+                await owner.state.wait_recorded()
                 status = await self._serve(process, identity, peer_address(conn))
         except AuditError:
             with contextlib.suppress(Exception):
@@ -463,8 +470,9 @@ class Gateway:
             user=identity.user, vm=target, source=source,
             mode=None if interactive is None else ("interactive" if interactive else "view"),
             reasons=list(grant.decision.reasons))
-        await self._audit_decision(grant, source, interactive)
+        decision = self._decision_event(grant, source, interactive)
         if not grant.allowed or interactive is None:
+            await self.audit(decision)
             text = explain(grant) if not grant.allowed else "view-only access is not granted"
             lines = "\r\n".join(f"  {line}" for line in text.splitlines())
             process.stdout.write(
@@ -473,13 +481,16 @@ class Gateway:
         assert grant.vm is not None
         assert self.keepers is not None
         hub = await self.keepers.hub_for(grant.vm)
+        # The allowing decision is committed with the session start (one commit, both or
+        # neither), before the console is attached.
         return await run_console_session(process, hub, grant, interactive=interactive,
-                                         source=source, env=self.env)
+                                         source=source, env=self.env,
+                                         decision_event=decision)
 
-    async def _audit_decision(self, grant: Grant, source: str | None,
-                              interactive: bool | None) -> None:
+    def _decision_event(self, grant: Grant, source: str | None,
+                        interactive: bool | None) -> AuditEvent:
         allowed = grant.allowed and interactive is not None
-        await self.audit(AuditEvent(
+        return AuditEvent(
             "access.decide", self.actor, outcome="allow" if allowed else "deny",
             user=grant.identity.user, vm=grant.vm.name if grant.vm else None,
             serial=grant.identity.serial, source=source,
@@ -495,7 +506,7 @@ class Gateway:
                 "rejected_attribute_certificates": list(grant.rejected_attribute_certificates),
                 "policy_version": grant.policy_version,
             },
-        ))
+        )
 
     async def _whoami(self, process: asyncssh.SSHServerProcess[bytes],
                       identity: Identity) -> None:

@@ -1,9 +1,11 @@
 """One console session: from an allowed decision to bytes flowing, and a clean end.
 
-Order matters for the audit promise: the session row and its ``session.start`` event are
-committed before the console is attached, so no byte can reach a guest unrecorded; if that
-commit fails, the session never opens. The end is recorded whichever way the session ends:
-the user leaves, the guest hangs up, the client vanishes, a limit or a revocation ends it.
+Order matters for the audit promise: the decision that allowed the session, the session row
+and its ``session.start`` event are committed -- together, in one commit -- before the
+console is attached, so no byte reaches the user or the guest unless the decision is durably
+audited; if that commit fails, the session never opens. The end is recorded whichever way
+the session ends: the user leaves, the guest hangs up, the client vanishes, a limit or a
+revocation ends it.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
 
 from certgate.access import SYSTEM_CLOCK, Clock, Grant
 from certgate.audit import sessions as session_log
+from certgate.audit.chain import AuditEvent
+from certgate.audit.log import AuditLog
 from certgate.audit.recording import AsciicastWriter, recording_path
+from certgate.audit.writer import AuditWriter
 from certgate.consoles.errors import ConsoleError
 from certgate.consoles.escape import (
     DEFAULT_ESCAPE,
@@ -36,7 +41,7 @@ from certgate.consoles.escape import (
     help_text,
 )
 from certgate.consoles.hub import Attachment, ConsoleHub
-from certgate.consoles.mux import Moderation, ObserverLeft
+from certgate.consoles.mux import Moderation, ObserverLeft, SessionStats
 from certgate.errors import CertgateError
 from certgate.gateway.memory import MemoryReleaser
 from certgate.observability.observer import GatewayObserver
@@ -114,6 +119,26 @@ class SessionEnvironment:
     clock: Clock = SYSTEM_CLOCK
     on_new_session: Callable[[], None] = lambda: None
     """Called when a session goes live, so the re-check loop learns its deadline."""
+    audit_writer: AuditWriter | None = None
+    """The gateway's group-commit writer; without one, the start is committed directly."""
+
+    async def commit_start(self, start: session_log.SessionStart,
+                           preceding: Sequence[AuditEvent]) -> None:
+        """One commit: ``preceding`` (the decision), the session row, ``session.start``."""
+        events = [*preceding, start.event]
+        if self.audit_writer is not None:
+            await self.audit_writer.append_many(events, before=[start.insert])
+        else:
+            await asyncio.to_thread(AuditLog(self.database).record_many, events,
+                                    before=[start.insert])
+
+    async def commit_end(self, end: session_log.SessionEnd) -> None:
+        """The session row closed and ``session.end`` appended, in one commit."""
+        if self.audit_writer is not None and self.audit_writer.running:
+            await self.audit_writer.append_many([end.event], before=[end.update])
+        else:
+            await asyncio.to_thread(AuditLog(self.database).record_many, [end.event],
+                                    before=[end.update])
 
 
 def _say(process: asyncssh.SSHServerProcess[bytes], text: str) -> None:
@@ -129,26 +154,23 @@ async def run_console_session(
     interactive: bool,
     source: str | None,
     env: SessionEnvironment,
+    decision_event: AuditEvent | None = None,
 ) -> int:
-    """Pass the session through; returns the exit status for the SSH client."""
+    """Pass the session through; returns the exit status for the SSH client.
+
+    ``decision_event`` (the gateway's ``access.decide``) is committed with the session start,
+    in the same transaction: both or neither."""
     assert grant.vm is not None
     cols, rows = _terminal_size(process)
     session_id = str(uuid.uuid4())
     privileges = sorted(grant.decision.privileges) if interactive else ["console.view"]
     cast_path = recording_path(env.recordings_dir, session_id)
+    start = session_log.SessionStart.new(
+        user=grant.identity.user, vm=grant.vm.name, identity_serial=grant.identity.serial,
+        source=source, privileges=privileges, gateway_id=env.gateway_id,
+        recording_path=str(cast_path), session_id=session_id)
     try:
-        await asyncio.to_thread(
-            session_log.start_session,
-            env.database,
-            user=grant.identity.user,
-            vm=grant.vm.name,
-            identity_serial=grant.identity.serial,
-            source=source,
-            privileges=privileges,
-            gateway_id=env.gateway_id,
-            recording_path=str(cast_path),
-            session_id=session_id,
-        )
+        await env.commit_start(start, [decision_event] if decision_event is not None else [])
     except CertgateError as exc:
         env.observer.database_error("session start", exc)
         _say(process, "the audit log cannot be written; no session is opened")
@@ -202,34 +224,44 @@ async def run_console_session(
                 b"what you type (Ctrl-] then needs Enter); use ssh -t\r\n")
         status = await _pump(process, attachment, live, recorder, EscapeParser(escape))
     finally:
-        env.live.pop(session_id, None)
-        stats = None
-        if attachment is not None:
-            with contextlib.suppress(Exception):
-                stats = await attachment.detach()
-        digest = await asyncio.to_thread(recorder.close)
-        reason = live.end_reason or "session ended"
-        if recorder.limit_reached:
-            reason += f" (recording stopped at its limit of {recorder.max_bytes} bytes)"
         try:
-            await asyncio.to_thread(
-                session_log.end_session,
-                env.database,
-                session_id,
-                reason=reason,
-                bytes_in=stats.bytes_to_guest if stats else 0,
-                bytes_out=stats.bytes_from_guest if stats else 0,
-                recording_sha256=digest,
-            )
-        except CertgateError as exc:
-            env.observer.database_error(f"recording the end of session {session_id}", exc)
+            stats = await _record_end(attachment, recorder, live, start, env)
+        finally:
+            # Out of the live set only now: the gateway's shutdown waits for the live set to
+            # empty, so the end is committed before the audit writer stops.
+            env.live.pop(session_id, None)
         env.observer.session_ended(
-            session_id, user=grant.identity.user, vm=grant.vm.name, reason=reason,
+            session_id, user=grant.identity.user, vm=grant.vm.name,
+            reason=live.end_reason or "session ended",
             duration_seconds=time.monotonic() - started,
             bytes_in=stats.bytes_to_guest if stats else 0,
             bytes_out=stats.bytes_from_guest if stats else 0)
         _memory.session_ended()
     return status
+
+
+async def _record_end(attachment: Attachment | None, recorder: AsciicastWriter,
+                      live: LiveSession, start: session_log.SessionStart,
+                      env: SessionEnvironment) -> SessionStats | None:
+    """Detach, close the recording, commit the session's end; the session's counters."""
+    stats = None
+    if attachment is not None:
+        with contextlib.suppress(Exception):
+            stats = await attachment.detach()
+    digest = await asyncio.to_thread(recorder.close)
+    reason = live.end_reason or "session ended"
+    if recorder.limit_reached:
+        reason += f" (recording stopped at its limit of {recorder.max_bytes} bytes)"
+        live.end_reason = reason
+    try:
+        await env.commit_end(session_log.SessionEnd(
+            start.session, reason,
+            bytes_in=stats.bytes_to_guest if stats else 0,
+            bytes_out=stats.bytes_from_guest if stats else 0,
+            recording_sha256=digest, now=datetime.now(UTC)))
+    except CertgateError as exc:
+        env.observer.database_error(f"recording the end of session {start.session.id}", exc)
+    return stats
 
 
 MAX_TERMINAL = 4096

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -38,8 +38,10 @@ from certgate.audit.sessions import ConsoleSession
 from certgate.audit.verification import VerificationReport, verify_chain
 from certgate.errors import CertgateError, NotFoundError
 from certgate.installation import Installation
-from certgate.web import catalog, signin
+from certgate.policy import REVIEW
+from certgate.web import catalog, console_logs, signin
 from certgate.web.assets import player_dir
+from certgate.web.console_log_index import SegmentListings, catch_up_console_logs
 from certgate.web.rendering import environment
 from certgate.web.reviewers import LINK, MTLS, Reviewer, ReviewerAccess
 from certgate.web.search_index import SearchIndex, SearchQueryError, contained
@@ -88,6 +90,7 @@ class ReviewSite:
         self.database = installation.database
         self.reviewers = ReviewerAccess(installation)
         self.index = index
+        self.console_listings = SegmentListings()
         self.actor = actor
         self.templates = environment()
         self._verify = _VerifyCache()
@@ -96,13 +99,13 @@ class ReviewSite:
 
     def record(self, event_type: str, reviewer: Reviewer | None, *, outcome: str = "ok",
                source: str | None, session: ConsoleSession | None = None,
-               **details: Any) -> None:
+               vm: str | None = None, **details: Any) -> None:
         from certgate.audit.chain import AuditEvent
 
         self.installation.audit.record(AuditEvent(
             event_type, self.actor, outcome=outcome,
             user=reviewer.user if reviewer else details.pop("user", None),
-            vm=session.vm if session else None,
+            vm=session.vm if session else vm,
             serial=reviewer.identity_serial if reviewer else None, source=source,
             session_id=session.id if session else None,
             details={"method": reviewer.method if reviewer else None, **details}))
@@ -260,12 +263,61 @@ def _search(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
     if text:
         try:
             site.index.catch_up(site.database, site.installation.home.recordings_dir)
+            catch_up_console_logs(site.index, site.installation.home.console_logs_dir,
+                                  listings=site.console_listings)
             hits = site.index.search(text, reviewer.vms)
         except SearchQueryError as exc:
             error = str(exc)
         site.record("review.search", reviewer, source=_source(request), query=text[:200],
                     hits=len(hits))
     return site.render("search.html", reviewer=reviewer, text=text, hits=hits, error=error)
+
+
+def _console_segment(site: ReviewSite, request: Request, reviewer: Reviewer,
+                     what: str) -> console_logs.Segment:
+    """The segment the URL names, if this reviewer may see the VM's console log; otherwise
+    a 404 (the same answer for a missing log and one out of scope) and ``review.refused``."""
+    vm = request.path_params["vm"]
+    name = request.query_params.get("segment") or None
+    try:
+        if not reviewer.may_see(vm):
+            raise console_logs.ConsoleLogNotFound(f"no {REVIEW} on this VM")
+        return console_logs.find_segment(site.installation.home.console_logs_dir, vm, name)
+    except console_logs.ConsoleLogNotFound as exc:
+        site.record("review.refused", reviewer, outcome="deny", source=_source(request),
+                    vm=vm if console_logs.vm_name_ok(vm) else None, what=what,
+                    segment=(name or "")[:64], reason=str(exc))
+        raise Refused(404, "Not found", "There is no such console log, or you may not "
+                      "see it.") from None
+
+
+def _console_log(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
+    segment = _console_segment(site, request, reviewer, "console-log")
+    start_at = _start_at(request.query_params.get("t"))
+    site.record("review.view", reviewer, source=_source(request), vm=segment.vm,
+                page="console-log", segment=segment.name, start_at=start_at)
+    moment = None
+    if start_at is not None and segment.started is not None:
+        moment = segment.started + timedelta(seconds=start_at)
+    names = console_logs.segment_names(site.installation.home.console_logs_dir, segment.vm)
+    return site.render("console_log.html", reviewer=reviewer, segment=segment,
+                       start_at=start_at, moment=moment, segments=names,
+                       max_playback=console_logs.MAX_PLAYBACK_BYTES)
+
+
+def _console_log_cast(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
+    download = request.query_params.get("download") == "1"
+    segment = _console_segment(site, request, reviewer,
+                               "console-log download" if download else "console-log play")
+    if not download and not segment.playable:
+        raise Refused(413, "Too large to play", "This segment is larger than the player "
+                      "takes; download it instead.")
+    site.record("review.download" if download else "review.play", reviewer,
+                source=_source(request), vm=segment.vm, what="console-log",
+                segment=segment.name)
+    headers = {"Content-Disposition": f'attachment; filename="console-{segment.vm}-'
+               f'{segment.name}"'} if download else {}
+    return FileResponse(segment.path, media_type="application/x-asciicast", headers=headers)
 
 
 def _audit(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
@@ -365,6 +417,8 @@ def create_app(site: ReviewSite, *, player: Path | None = None) -> Any:
         Route("/sessions/{session_id}", _reviewed(_session)),
         Route("/sessions/{session_id}/recording.cast", _reviewed(_recording)),
         Route("/sessions/{session_id}/events.json", _reviewed(_events_json)),
+        Route("/consoles/{vm}/log", _reviewed(_console_log)),
+        Route("/consoles/{vm}/log.cast", _reviewed(_console_log_cast)),
         Route("/search", _reviewed(_search)),
         Route("/audit", _reviewed(_audit)),
         Route("/signin/{token}", _signin_form, methods=["GET"]),

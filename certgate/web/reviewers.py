@@ -25,6 +25,7 @@ from certgate.installation import Installation
 from certgate.policy import REVIEW
 from certgate.store import repositories as repo
 from certgate.web.catalog import known_vm_names
+from certgate.web.console_logs import logged_vms
 from certgate.web.signin import TokenHolder
 
 MTLS, LINK = "client certificate", "sign-in link"
@@ -41,7 +42,7 @@ class Reviewer:
     not_after: datetime
     method: str
     vms: tuple[str, ...]
-    """VM names whose sessions, recordings and events this reviewer may see."""
+    """VM names whose sessions, recordings, events and console logs this reviewer may see."""
 
     def may_see(self, vm: str) -> bool:
         return vm in self.vms
@@ -88,8 +89,10 @@ class ReviewerAccess:
 
     def review_scope(self, identity: Identity, source: str | None,
                      at: datetime | None = None) -> tuple[str, ...]:
-        """VMs (in the fleet now, or with recorded sessions) the policy lets ``identity``
-        review. A VM no longer in the fleet is judged by its name alone (no labels)."""
-        names = known_vm_names(self.installation.database)
+        """VMs (in the fleet now, with recorded sessions, or with a console log) the policy
+        lets ``identity`` review. A VM no longer in the fleet is judged by its name alone
+        (no labels)."""
+        names = [*known_vm_names(self.installation.database),
+                 *logged_vms(self.installation.home.console_logs_dir)]
         return tuple(vm.name for vm, _ in self.access.reachable(
             identity, source, privilege=REVIEW, at=at, also=names))

@@ -23,6 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from certgate.installation import Installation
 from certgate.web.app import CLIENT_CERT_KEY, ReviewSite, create_app
+from certgate.web.console_log_index import catch_up_console_logs
 from certgate.web.search_index import SearchIndex
 from certgate.web.tls import ensure_server_certificate, server_context
 
@@ -95,7 +96,13 @@ async def serve_web(installation: Installation, options: WebOptions,
 
 def _initial_catch_up(site: ReviewSite) -> None:
     try:
+        if site.index.rebuilt_from is not None:
+            log.info("search index: schema version %d found, rebuilding",
+                     site.index.rebuilt_from)
         added = site.index.catch_up(site.database, site.installation.home.recordings_dir)
         log.info("search index: %d recordings added", added)
+        logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir,
+                                     listings=site.console_listings)
+        log.info("search index: %d console log chunks added", logs.chunks_added)
     except Exception:
         log.exception("search index catch-up failed")

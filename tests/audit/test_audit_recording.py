@@ -158,3 +158,54 @@ def test_recording_lines_are_json_with_the_house_separators(tmp_path: Path) -> N
         writer.output(text.encode())
     last = path.read_bytes().splitlines()[-1].decode()
     assert last == json.dumps([1e-06, "o", text], ensure_ascii=False, separators=(", ", ": "))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=40),
+                          st.text(max_size=20).map(lambda t: t.encode()),
+                          st.sampled_from([b"\xc3", b"\xa9", b"\xe2\x82", b"\xac", b"plain"])),
+                max_size=12))
+def test_any_chunking_of_any_bytes_records_what_one_utf8_decoder_reads(
+        chunks: list[bytes]) -> None:
+    """ASCII chunks skip decoding; around a character split across chunks, and for bytes
+    that are not UTF-8, the recording still holds exactly what one decoder would read."""
+    import tempfile
+
+    clock = FakeClock()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "s.cast"
+        with AsciicastWriter(path, width=80, height=24, clock=clock) as writer:
+            for chunk in chunks:
+                writer.output(chunk)
+        # Lines end at "\n" only (str.splitlines would also split at U+0085 or U+2028).
+        events = [json.loads(line) for line in path.read_bytes().split(b"\n")[1:] if line]
+    recorded = "".join(text for _, code, text in events if code == "o")  # type: ignore[misc]
+    assert recorded == b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def test_a_chunk_larger_than_the_escape_slice_is_one_exact_line(tmp_path: Path) -> None:
+    from certgate.audit.recording import ESCAPE_SLICE
+
+    clock = FakeClock()
+    path = tmp_path / "big.cast"
+    # Escapes and a multi-byte character straddle every slice boundary.
+    unit = 'x' * (ESCAPE_SLICE - 3) + '"\\\r\n\x1b\u00e9'
+    text = unit * 3 + "end"
+    with AsciicastWriter(path, width=80, height=24, clock=clock) as writer:
+        clock.now += 0.5
+        writer.output(text.encode())
+    last = path.read_bytes().split(b"\n")[-2].decode()
+    assert last == json.dumps([0.5, "o", text], ensure_ascii=False, separators=(", ", ": "))
+    assert writer.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_large_line_past_the_limit_is_dropped_whole(tmp_path: Path) -> None:
+    path = tmp_path / "limited.cast"
+    with AsciicastWriter(path, width=80, height=24, max_bytes=100_000) as writer:
+        writer.output(b"a" * 1000)
+        writer.output(b"b" * 300_000)
+        writer.output(b"c" * 10)
+    events = _lines(path)[1:]
+    assert [e[2][:1] for e in events] == ["a", "\r"]  # type: ignore[index]
+    assert "recording limit of 100000 bytes reached" in events[-1][2]  # type: ignore[index]
+    assert path.stat().st_size <= 100_000

@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from certgate.audit.chain import AuditEvent
 from certgate.audit.log import AuditLog
 from certgate.audit.sessions import (
+    SessionEnd,
+    SessionStart,
     end_session,
     find_session,
     heartbeat,
@@ -19,7 +22,7 @@ from certgate.audit.sessions import (
     start_session,
 )
 from certgate.audit.verification import VerificationReport
-from certgate.errors import ConflictError, NotFoundError
+from certgate.errors import AuditError, ConflictError, NotFoundError
 from certgate.installation import Installation
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
@@ -127,3 +130,36 @@ def test_a_session_is_found_by_a_unique_prefix(installation: Installation) -> No
                   privileges=[], gateway_id="g", session_id=one[:4] + "-other")
     with pytest.raises(ConflictError, match="ambiguous"):
         find_session(installation.database, one[:4])
+
+
+def test_a_session_start_and_end_built_in_memory_commit_like_the_readers_expect(
+        installation: Installation, verify: Callable[[], VerificationReport]) -> None:
+    """What the gateway commits through its writer: the start with the decision before it
+    in one transaction, the end from memory; a reaped session is not ended twice."""
+    database = installation.database
+    log = AuditLog(database)
+    start = SessionStart.new(user="alice", vm="vm1", identity_serial="0abc", source=None,
+                             privileges=["console.view"], gateway_id="gw1", now=T0)
+    decision = AuditEvent("access.decide", "gateway:gw1", outcome="allow", user="alice",
+                          vm="vm1")
+    entries = log.record_many([decision, start.event], before=[start.insert])
+    assert [e.event_type for e in entries] == ["access.decide", "session.start"]
+    stored = find_session(database, start.session.id)
+    assert stored == start.session
+
+    end = SessionEnd(start.session, "user detached", bytes_in=3, bytes_out=40,
+                     recording_sha256="cd" * 32, now=T0 + timedelta(seconds=90))
+    log.record_many([end.event], before=[end.update])
+    ended = find_session(database, start.session.id)
+    assert (ended.status, ended.end_reason, ended.bytes_out, ended.recording_sha256) == (
+        "ended", "user detached", 40, "cd" * 32)
+    assert _events(database, start.session.id)[-1][2] == {
+        "reason": "user detached", "duration_seconds": 90.0, "bytes_in": 3, "bytes_out": 40,
+        "recording_sha256": "cd" * 32}
+
+    again = SessionEnd(start.session, "twice", bytes_in=0, bytes_out=0, recording_sha256=None,
+                       now=T0 + timedelta(seconds=95))
+    with pytest.raises(AuditError, match="no longer live"):
+        log.record_many([again.event], before=[again.update])
+    assert [t for t, _, _ in _events(database, start.session.id)].count("session.end") == 1
+    assert verify().intact

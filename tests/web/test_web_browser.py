@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from review_samples import HOSTILE_OUTPUT, REVIEW_POLICY
 
 from ca import keys
 from certgate.audit.sessions import list_sessions
+from certgate.consolelog.settings import ConsoleLogSettings
+from certgate.consolelog.writer import ConsoleLogWriter
 from certgate.fleet import add_vm, apply_policy
 
 pytestmark = pytest.mark.slow
@@ -44,6 +47,7 @@ class World:
     browser: Any
     rita: Reviewer
     nora: Reviewer
+    lena: Reviewer
     typed_session: str
     hostile_session: str
     root_pem: Path
@@ -74,6 +78,26 @@ def _reviewer(gateway: Gateway, name: str, *attributes: str) -> Reviewer:
     return Reviewer(name, key, cert)
 
 
+CONSOLE_LOG_START = 1_800_000_000.0
+
+
+def _write_console_log(logs_dir: Path) -> None:
+    """vm-logged's console log, by the gateway's own writer: a distinctive line after an
+    hour of quiet, then enough output to scroll it off the screen, so only a player that
+    really stopped at that moment still shows it."""
+    clock = [CONSOLE_LOG_START]
+    writer = ConsoleLogWriter(logs_dir / "vm-logged", "vm-logged", ConsoleLogSettings(),
+                              clock=lambda: clock[0])
+    writer.output(b"vm-logged boot complete\r\n")
+    clock[0] += 3600
+    writer.output(b"the \x1b[1mpangolin-fandango\x1b[0m moment\r\n")
+    clock[0] += 3600
+    for number in range(40):
+        clock[0] += 0.5
+        writer.output(f"filler line {number}\r\n".encode())
+    writer.close()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("review")
@@ -85,10 +109,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         hostile = RecordingConsole(sockets / "hostile.sock", banner=HOSTILE_OUTPUT.encode())
         add_vm(gateway.inst, "vm01", f"exec:{sys.executable} {STANDIN}", {"env": "lab"})
         add_vm(gateway.inst, "vm-hostile", f"unix:{hostile.path}", {"env": "lab"})
+        add_vm(gateway.inst, "vm-logged", "tcp:127.0.0.1:9", {"env": "prod"}, keep="on-demand")
+        _write_console_log(gateway.home.console_logs_dir)
         apply_policy(gateway.inst, REVIEW_POLICY, "review-policy.yaml")
         olga = gateway.add_user("olga", "role=operator")
         rita = _reviewer(gateway, "rita", "role=auditor")
         nora = _reviewer(gateway, "nora", "role=operator")
+        lena = _reviewer(gateway, "lena", "role=lab-auditor")
 
         client = gateway.ssh(olga, "vm01")
         client.expect("CHILD")
@@ -105,7 +132,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         sessions = {s.vm: s.id for s in list_sessions(gateway.inst.database)}
         web.start()
         with chromium() as browser:
-            yield World(gateway, web, browser, rita, nora, sessions["vm01"],
+            yield World(gateway, web, browser, rita, nora, lena, sessions["vm01"],
                         sessions["vm-hostile"], gateway.home.root_cert)
     finally:
         web.stop()
@@ -220,8 +247,8 @@ def test_search_for_a_typed_word_lands_on_it_in_playback(world: World) -> None:
     page.goto(f"{world.web.base}/search")
     page.fill("#q", "xylophone")
     page.click("#search")
-    hit = page.locator("#hits a.hit").first
-    assert "xylophone" in page.locator("#hits mark").first.inner_text()
+    hit = page.locator("#hits li.recording-hit a.hit").first
+    assert "xylophone" in page.locator("#hits li.recording-hit mark").first.inner_text()
     href = hit.get_attribute("href") or ""
     assert href.startswith(f"/sessions/{world.typed_session}?t=")
     hit.click()
@@ -272,3 +299,73 @@ def test_downloads_over_mutual_tls(world: World) -> None:
         assert events.json()["events"][0]["type"] == "session.start"
     downloads = world.gateway.audit(event_type="review.download")
     assert {e.user for e in downloads} == {"rita"}
+
+
+def test_search_finds_console_log_text_and_plays_that_moment(world: World,
+                                                             tmp_path: Path) -> None:
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/search")
+    page.fill("#q", "pangolin-fandango")
+    page.click("#search")
+    hits = page.locator("#hits li.console-hit a.hit")
+    assert hits.count() == 1
+    assert "pangolin-fandango" in page.locator("#hits li.console-hit mark").inner_text()
+    assert hits.inner_text() == "vm-logged · console log · 2027-01-15 09:00:00 UTC"
+    href = hits.get_attribute("href") or ""
+    assert href.startswith("/consoles/vm-logged/log?segment=00000001.cast&t=3600.")
+    hits.click()
+    page.wait_for_url("**/consoles/vm-logged/log?segment=00000001.cast&t=**")
+    page.wait_for_function(
+        "() => document.querySelector('#player .ap-term') && "
+        "document.querySelector('#player .ap-term').innerText.includes('pangolin-fandango')",
+        timeout=20_000)
+    text = " ".join(_terminal_text(page).split())  # the bold word is its own element
+    assert "vm-logged boot complete the pangolin-fandango moment" in text
+    assert "filler line" not in text  # the moment itself, not the end of the segment
+    shot = tmp_path / "console-log-playback.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    download = page.locator("#download-cast").get_attribute("href") or ""
+    assert download.endswith("&download=1")
+    context.close()
+    seen = {(e.event_type, e.vm, e.details.get("page") or e.details.get("what"))
+            for e in world.gateway.audit() if e.user == "rita" and e.vm == "vm-logged"}
+    assert {("review.view", "vm-logged", "console-log"),
+            ("review.play", "vm-logged", "console-log")} <= seen
+
+
+def _wait_for_console_log(world: World, vm: str, word: str) -> None:
+    """The keeper writes its buffer out within a second of the output: wait for that."""
+    directory = world.gateway.home.console_logs_dir / vm
+    deadline = time.monotonic() + 15
+    while not any(word in path.read_text(errors="replace")
+                  for path in directory.glob("*.cast")):
+        assert time.monotonic() < deadline, f"{word!r} never reached {vm}'s console log"
+        time.sleep(0.1)
+
+
+def test_the_keepers_console_log_is_searched_too(world: World) -> None:
+    _wait_for_console_log(world, "vm01", "xylophone-quartet")
+    context = world.context(world.rita)
+    page = context.new_page()
+    page.goto(f"{world.web.base}/search?q=xylophone-quartet")
+    consoles = page.locator("#hits li.console-hit a.hit")
+    assert consoles.count() >= 1
+    assert (consoles.first.get_attribute("href") or "").startswith(
+        "/consoles/vm01/log?segment=00000001.cast&t=")
+    context.close()
+
+
+def test_no_console_log_hit_without_audit_review_on_that_vm(world: World) -> None:
+    context = world.context(world.lena)  # audit.review on env=lab only; vm-logged is prod
+    page = context.new_page()
+    page.goto(f"{world.web.base}/search?q=pangolin-fandango")
+    assert page.locator("#hits li").count() == 0
+    assert "0 matches" in page.locator(".count").inner_text()
+    response = page.goto(f"{world.web.base}/consoles/vm-logged/log?segment=00000001.cast")
+    assert response is not None and response.status == 404
+    assert "pangolin" not in page.content()
+    context.close()
+    refused = world.gateway.audit(event_type="review.refused")
+    assert any(e.user == "lena" and e.vm == "vm-logged" for e in refused)
