@@ -4,6 +4,7 @@ console log page and its download, who may see them, and hostile names in URLs."
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import pytest
 from review_samples import HOSTILE_OUTPUT, recorded_session
@@ -174,3 +175,46 @@ def test_a_segment_too_large_for_the_player_is_offered_for_download_only(
     assert site.client.get("/consoles/lab01/log.cast", params=params).status_code == 413
     download = site.client.get("/consoles/lab01/log.cast", params={**params, "download": "1"})
     assert download.status_code == 200 and "x" * 500 in download.text
+
+
+def test_web_index_indexes_console_logs_and_rebuilds_an_old_index(site: Site) -> None:
+    from click.testing import CliRunner
+
+    from certgate.cli.main import register_all
+    from certgate.home import PASSPHRASE_ENV
+    from certgate.web.server import search_index_path
+
+    write_console_log(site, "lab01", [(1.0, "capybara\r\n")])
+
+    def web_index() -> str:
+        result = CliRunner().invoke(
+            register_all(), ["--home", str(site.inst.home.root), "web", "index",
+                             "--workers", "1"],
+            env={PASSPHRASE_ENV: "correct horse battery staple"}, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    output = web_index()
+    assert "1 new console log chunks" in output and "1 console log segments" in output
+    with sqlite3.connect(search_index_path(site.inst)) as connection:
+        connection.execute("PRAGMA user_version = 1")
+    output = web_index()
+    assert "search index schema version 1 found: rebuilding" in output
+    assert "1 new console log chunks" in output
+    site.as_person(site.auditor)
+    assert "/consoles/lab01/log" in site.client.get("/search", params={"q": "capybara"}).text
+
+
+def test_a_failed_catch_up_still_searches_what_is_indexed_and_says_so(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_console_log(site, "lab01", [(1.0, "wallaby\r\n")])
+    site.as_person(site.auditor)
+    assert "/consoles/lab01/log" in site.client.get("/search", params={"q": "wallaby"}).text
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")  # another writer held it 30 s
+
+    monkeypatch.setattr("certgate.web.app.catch_up_console_logs", locked)
+    response = site.client.get("/search", params={"q": "wallaby"})
+    assert response.status_code == 200
+    assert 'id="behind"' in response.text and "/consoles/lab01/log" in response.text
