@@ -9,6 +9,9 @@ alternating run by run:
 - ``certgate --version``, against two baselines measured in the same run: the bare
   interpreter (``python -c pass``, the floor) and importing every command module, which is
   what every ``certgate`` invocation did before commands were loaded on demand;
+- two more baselines for ``policy check``: importing SQLAlchemy's ORM alone (the floor of
+  any command that reads the store through it), and importing every module ``policy check``
+  imports without running it (the rest of the command is its work);
 - ``certgate policy check USER VM`` on an installation (SQLite) holding a generated
   ``--rules``-rule policy (bench/policy_decide.py's generator), with the parsed-policy cache
   warm (every run after the first) and cold (cache directory emptied before each run), and,
@@ -103,6 +106,11 @@ def main() -> int:
             ("import every command module (before)",
              [sys.executable, "-c", "from certgate.cli.main import register_all; "
                                     "register_all()"], False),
+            ("import sqlalchemy.orm (floor of a command that reads the store)",
+             [sys.executable, "-c", "import sqlalchemy.orm"], False),
+            ("import what policy check imports, no work",
+             [sys.executable, "-c", "import certgate.cli.policy_commands, "
+                                    "certgate.installation"], False),
             ("certgate --version", certgate("--version"), False),
             ("certgate policy check, policy cache warm", check, False),
             ("certgate policy check, policy cache cold", check, True),

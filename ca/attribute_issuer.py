@@ -129,6 +129,7 @@ class AttributeCertificateIssuer:
             self._crl_dp = _extension(OID_CRL_DISTRIBUTION_POINTS, False, dp.public_bytes())
         self._no_rev_avail = _extension(OID_NO_REV_AVAIL, False, b"\x05\x00")
         self._holder_issuers: dict[bytes, bytes] = {}
+        self._holders: dict[x509.Certificate, bytes] = {}
 
     @property
     def gateway_name(self) -> str:
@@ -136,13 +137,22 @@ class AttributeCertificateIssuer:
         return self._gateway_name
 
     def _holder(self, holder: x509.Certificate) -> bytes:
+        # Bulk grants name the same holders again and again; encoding the issuer name was a
+        # sixth of an AC's cost. Certificates hash and compare by their DER.
+        encoded = self._holders.get(holder)
+        if encoded is not None:
+            return encoded
         issuer_der = holder.issuer.public_bytes()
         names = self._holder_issuers.get(issuer_der)
         if names is None:
             names = directory_general_names(holder.issuer)
             if len(self._holder_issuers) < 256:
                 self._holder_issuers[issuer_der] = names
-        return sequence(tlv(0xA0, names + _integer(holder.serial_number)))
+        encoded = sequence(tlv(0xA0, names + _integer(holder.serial_number)))
+        if len(self._holders) >= 4096:
+            self._holders.clear()
+        self._holders[holder] = encoded
+        return encoded
 
     def issue(
         self,

@@ -18,11 +18,7 @@ from certgate.consoles.uri import parse_console_uri
 from certgate.errors import CertgateError
 from certgate.firewall.policy_groups import check_policy_groups
 from certgate.installation import Installation
-from certgate.policy import (
-    Policy,
-    load_policy,
-    policy_fingerprint,
-)
+from certgate.policy import Policy
 from certgate.store import repositories as repo
 
 VM_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -94,6 +90,9 @@ class AppliedPolicy:
 
 def apply_policy(inst: Installation, text: str, source_name: str) -> AppliedPolicy:
     """Validate and store a new policy version (no new version if the text is unchanged)."""
+    # The YAML parser is imported here, where a policy is parsed, not by every fleet command.
+    from certgate.policy.loader import load_policy, policy_fingerprint
+
     policy = load_policy(text, source_name)
     fingerprint = policy_fingerprint(text)
     with inst.admin_write() as session:

@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 
 from ca.files import write_atomically
-from certgate.policy import Policy, load_policy
+from certgate.policy.model import Policy
 from certgate.policy.serialized import FORMAT, from_data, to_data
 
 MAX_CACHE_BYTES = 64 * 1024 * 1024
@@ -33,15 +33,17 @@ def cache_path(cache_dir: Path, text: str, source_name: str) -> Path:
 
 def load_policy_cached(text: str, source_name: str, cache_dir: Path | None) -> Policy:
     """``load_policy(text, source_name)``, from the cache in ``cache_dir`` when it is there."""
-    if cache_dir is None:
-        return load_policy(text, source_name)
-    path = cache_path(cache_dir, text, source_name)
-    cached = _read(path)
+    cached = None if cache_dir is None else _read(cache_path(cache_dir, text, source_name))
     if cached is not None:
         return cached
+    # The YAML parser is imported only to parse: a cache hit (every ``policy check`` after
+    # the first) does without it.
+    from certgate.policy.loader import load_policy
+
     policy = load_policy(text, source_name)
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        _write(path, policy)
+    if cache_dir is not None:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            _write(cache_path(cache_dir, text, source_name), policy)
     return policy
 
 

@@ -30,6 +30,7 @@ from certgate.access.approval import (
     TrustAnchors,
     VerifiedACs,
     approve_attribute_certificates,
+    attributes_by_vm,
     judge_attribute_certificate,
 )
 from certgate.access.clock import SYSTEM_CLOCK, Clock
@@ -48,7 +49,7 @@ from certgate.access.model import (
     Identity,
     Rejection,
 )
-from certgate.access.snapshot import AccessSnapshot, read_snapshot, read_snapshots
+from certgate.access.snapshot import AccessSnapshot, FleetCache, read_snapshot, read_snapshots
 from certgate.errors import CertgateError
 from certgate.firewall.policy_groups import groups_generation, policy_with_groups
 from certgate.policy import (
@@ -59,6 +60,7 @@ from certgate.policy import (
     Subject,
     VMInfo,
     decide,
+    reachable_vms,
 )
 from certgate.policy.boundaries import next_time_boundary
 from certgate.policy_cache import load_policy_cached
@@ -141,6 +143,8 @@ class AccessService:
         self._parsed = ParsedACs()
         self._identities = VerifiedIdentities()
         self._policy = _PolicyCache()
+        self._fleet = FleetCache()
+        self._fleet_infos: tuple[tuple[repo.VM, ...], dict[str, VMInfo]] = ((), {})
         self._policy_cache_dir: Path | None = installation.home.cache_dir
         self._holders: dict[str, tuple[bytes, x509.Certificate]] = {}
         self._holders_lock = threading.Lock()
@@ -224,7 +228,7 @@ class AccessService:
                 session, identity_serial=identity.serial,
                 ssh_cert_serial=identity.ssh_cert_serial, vm_names=vm_names,
                 acs_unexpired_at=at - EXPIRED_LOOKBACK,
-                cached_policy_version=self._policy.version,
+                cached_policy_version=self._policy.version, fleet=self._fleet,
             )
             policy = self._policy.resolve(session, snapshot, self._policy_cache_dir)
         return replace(snapshot, resolved_policy=policy)
@@ -303,12 +307,36 @@ class AccessService:
         snapshot = self._snapshot(identity, None, at)
         fleet = {vm.name for vm in snapshot.vms}
         gone = [repo.VM(name, "", {}, at) for name in sorted(set(also) - fleet)]
+        vms = {vm.name: vm for vm in (*snapshot.vms, *gone)}
+        if not vms or self._identity_problem(identity, snapshot, at) is not None:
+            return []
+        assert snapshot.identity is not None
+        policy = snapshot.resolved_policy or EMPTY_POLICY
+        context = RequestContext(parse_source(source), at)
+        groups = attributes_by_vm(
+            snapshot.identity, self._holder_certificate(snapshot.identity),
+            snapshot.attribute_certificates, anchors=self.anchors, vm_names=vms, at=at,
+            cache=self.verified_acs, parsed=self._parsed)
+        # One listing per set of approved attributes (one in all, unless ACs name VMs):
+        # the same decisions as ``decide`` per VM, without a grant per VM.
+        infos = self._vm_infos(snapshot.vms)
         found = []
-        for vm in sorted([*snapshot.vms, *gone], key=lambda v: v.name):
-            grant = self._grant(identity, snapshot, vm, source, at)
-            if grant.permits(privilege):
-                found.append((vm, grant.decision))
+        for attributes, names in groups:
+            infos_of = [infos.get(name) or VMInfo(name, vms[name].labels) for name in names]
+            for info, decision in reachable_vms(policy, Subject(identity.user, attributes),
+                                                infos_of, context):
+                if privilege in decision.privileges:
+                    found.append((vms[info.name], decision))
+        found.sort(key=lambda pair: pair[0].name)
         return found
+
+    def _vm_infos(self, vms: tuple[repo.VM, ...]) -> dict[str, VMInfo]:
+        """What the policy sees of each VM of the fleet, built once per fleet read."""
+        fleet, infos = self._fleet_infos
+        if fleet is not vms:
+            infos = {vm.name: VMInfo(vm.name, vm.labels) for vm in vms}
+            self._fleet_infos = (vms, infos)
+        return infos
 
     def identity_still_valid(self, identity: Identity,
                              at: datetime | None = None) -> str | None:
@@ -353,7 +381,8 @@ class AccessService:
         with self.database.snapshot() as session:
             snapshots = read_snapshots(session, identities=keys,
                                        acs_unexpired_at=at - EXPIRED_LOOKBACK,
-                                       cached_policy_version=self._policy.version)
+                                       cached_policy_version=self._policy.version,
+                                       fleet=self._fleet)
             if snapshots:
                 policy = self._policy.resolve(session, next(iter(snapshots.values())),
                                               self._policy_cache_dir)
@@ -361,10 +390,14 @@ class AccessService:
                              for k, v in snapshots.items()}
         outcomes: list[tuple[Grant | None, str | None]] = []
         decided: dict[tuple[str | None, ...], Grant] = {}  # sessions that ask the same thing
+        fleets: dict[int, dict[str, repo.VM]] = {}  # by id of the snapshot's VMs (one read)
         for (grant, source, privilege), key in zip(sessions, keys, strict=True):
             snapshot = snapshots[key]
             assert grant.vm is not None
-            vm = next((v for v in snapshot.vms if v.name == grant.vm.name), None)
+            by_name = fleets.get(id(snapshot.vms))
+            if by_name is None:
+                by_name = fleets[id(snapshot.vms)] = {v.name: v for v in snapshot.vms}
+            vm = by_name.get(grant.vm.name)
             if vm is None:
                 outcomes.append((None, f"VM {grant.vm.name} was removed"))
                 continue

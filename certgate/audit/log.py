@@ -80,6 +80,10 @@ def _row_values(entry: ChainEntry) -> dict[str, object]:
 HEAD_KEY = "certgate_audit_head"
 
 
+# Built once: every admin write takes this lock, and building the SELECT cost more than it.
+_LOCK_HEAD = select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+
+
 def lock_head(session: Session) -> AuditHeadRow:
     """Lock the chain head for this transaction (once: later calls reuse the locked row)."""
     transaction = session.get_transaction()
@@ -87,9 +91,7 @@ def lock_head(session: Session) -> AuditHeadRow:
     if locked is not None and transaction is not None and locked[0] is transaction:
         head_row: AuditHeadRow = locked[1]
         return head_row
-    head = session.execute(
-        select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
-    ).scalar_one_or_none()
+    head = session.execute(_LOCK_HEAD).scalar_one_or_none()
     if head is None:
         raise AuditError("the audit chain has no head row: the database was not initialised")
     session.info[HEAD_KEY] = (transaction, head)

@@ -17,9 +17,9 @@ import click
 from ca.errors import CAError
 from certgate.display import printable
 from certgate.errors import AuditError, CertgateError, StoreError
-from certgate.home import Home
 
 if TYPE_CHECKING:
+    from certgate.home import Home
     from certgate.installation import Installation
 
 EXIT_ERROR = 1
@@ -153,6 +153,8 @@ class CommandGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, home_option: str | None) -> None:
     """certgate: certificate-based access to virtual machine consoles."""
+    from certgate.home import Home  # not needed by --version or --help, which end before this
+
     app = AppContext(Home.locate(home_option))
     app.command_path = ctx.invoked_subcommand or "certgate"
     ctx.obj = app

@@ -17,9 +17,7 @@ from certgate.fleet import (
     apply_policy,
 )
 from certgate.policy import VIEW
-from certgate.policy.loader import decode_policy
 from certgate.policy.model import sorted_privileges
-from certgate.policy.yamlnodes import MAX_POLICY_CHARS
 from certgate.store import repositories as repo
 
 
@@ -37,6 +35,9 @@ def policy_group() -> None:
 @pass_app
 def policy_apply(app: AppContext, file: str) -> None:
     """Validate a policy file and make it the policy in force (a new version)."""
+    from certgate.policy.loader import decode_policy  # the YAML parser: only where it parses
+    from certgate.policy.yamlnodes import MAX_POLICY_CHARS
+
     text = decode_policy(read_input(file, "policy", 4 * MAX_POLICY_CHARS), Path(file).name)
     applied = apply_policy(app.installation(), text, Path(file).name)
     if applied.unchanged:

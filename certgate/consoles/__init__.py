@@ -3,33 +3,67 @@
 ``parse_console_uri`` reads where a console lives, ``open_console`` opens it,
 ``ConsoleMux`` decides who sees and types what, and ``ConsoleHub`` shares one backend
 connection among the gateway's sessions. See docs/consoles.md.
+
+Names are imported from their modules when first used (PEP 562): the fleet and the CLI only
+parse console URIs, and must not pay for asyncssh (the SSH backend) on every command.
 """
 
-from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, open_console
-from certgate.consoles.errors import (
-    ConsoleClosed,
-    ConsoleError,
-    ConsoleUnavailable,
-    ConsoleURIError,
-    SessionUnknown,
-)
-from certgate.consoles.hub import Attachment, ConsoleHub
-from certgate.consoles.mux import (
-    ConsoleMux,
-    EndReason,
-    Fanout,
-    Privileges,
-    SessionEnd,
-    SessionStats,
-)
-from certgate.consoles.uri import (
-    ConsoleTarget,
-    ExecConsole,
-    SshConsole,
-    TcpConsole,
-    UnixSocketConsole,
-    parse_console_uri,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, open_console
+    from certgate.consoles.errors import (
+        ConsoleClosed,
+        ConsoleError,
+        ConsoleUnavailable,
+        ConsoleURIError,
+        SessionUnknown,
+    )
+    from certgate.consoles.hub import Attachment, ConsoleHub
+    from certgate.consoles.mux import (
+        ConsoleMux,
+        EndReason,
+        Fanout,
+        Privileges,
+        SessionEnd,
+        SessionStats,
+    )
+    from certgate.consoles.uri import (
+        ConsoleTarget,
+        ExecConsole,
+        SshConsole,
+        TcpConsole,
+        UnixSocketConsole,
+        parse_console_uri,
+    )
+
+_MODULE_OF = {
+    "ConsoleConnection": "backends",
+    "UpstreamSshOptions": "backends",
+    "open_console": "backends",
+    "ConsoleClosed": "errors",
+    "ConsoleError": "errors",
+    "ConsoleUnavailable": "errors",
+    "ConsoleURIError": "errors",
+    "SessionUnknown": "errors",
+    "Attachment": "hub",
+    "ConsoleHub": "hub",
+    "ConsoleMux": "mux",
+    "EndReason": "mux",
+    "Fanout": "mux",
+    "Privileges": "mux",
+    "SessionEnd": "mux",
+    "SessionStats": "mux",
+    "ConsoleTarget": "uri",
+    "ExecConsole": "uri",
+    "SshConsole": "uri",
+    "TcpConsole": "uri",
+    "UnixSocketConsole": "uri",
+    "parse_console_uri": "uri",
+}
 
 __all__ = [
     "Attachment",
@@ -55,3 +89,16 @@ __all__ = [
     "open_console",
     "parse_console_uri",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])

@@ -88,12 +88,15 @@ class ConsoleKeepers:
                 self._close_log(name)
         await self._anchor_records()
 
-    async def hub_for(self, vm: repo.VM) -> ConsoleHub:
-        """The hub of ``vm``'s console, created on demand; its write mode refreshed."""
-        modes = await asyncio.to_thread(self._write_modes_of, [vm])
+    async def hub_for(self, vm: repo.VM, *, write_mode: str | None = None) -> ConsoleHub:
+        """The hub of ``vm``'s console, created on demand; its write mode refreshed
+        (``write_mode`` when the caller knows it, else looked up in the current policy)."""
+        if write_mode is None:
+            modes = await asyncio.to_thread(self._write_modes_of, [vm])
+            write_mode = modes.get(vm.name, "shared")
         async with self._lock:
             hub = await self._ensure(vm)
-        hub.set_write_mode(WriteMode(modes.get(vm.name, "shared")))
+        hub.set_write_mode(WriteMode(write_mode))
         return hub
 
     async def reconcile(self) -> None:

@@ -227,6 +227,7 @@ class Gateway:
         self._signer: CheckpointSigner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.feed = ChangeFeed(installation.database)
+        self._mode_cache: dict[tuple[int, str, tuple[tuple[str, str], ...]], str] = {}
         self.waker: Waker | None = None
         self.env = SessionEnvironment(
             installation.database, installation.home.recordings_dir, options.gateway_id,
@@ -383,8 +384,21 @@ class Gateway:
         return self.keepers.hubs if self.keepers is not None else {}
 
     def _write_modes(self, vms: list[repo.VM]) -> dict[str, str]:
-        _, policy = self.access.current_policy()
-        return {vm.name: console_write_mode(policy, VMInfo(vm.name, vm.labels)) for vm in vms}
+        version, policy = self.access.current_policy()
+        modes = {vm.name: console_write_mode(policy, VMInfo(vm.name, vm.labels)) for vm in vms}
+        if len(self._mode_cache) > 10_000:
+            self._mode_cache.clear()
+        for vm in vms:
+            self._mode_cache[_mode_key(version, vm)] = modes[vm.name]
+        return modes
+
+    def _known_write_mode(self, grant: Grant) -> str | None:
+        """The console write mode under the policy version the grant was decided with, if
+        already computed (the keepers' reconcile computes it for every VM): a login then
+        needs no second policy snapshot."""
+        if grant.vm is None:
+            return None
+        return self._mode_cache.get(_mode_key(grant.policy_version, grant.vm))
 
     def _opener(self, vm_name: str) -> Opener:
         return observed_opener(self.observer, vm_name)
@@ -480,7 +494,7 @@ class Gateway:
             return 1
         assert grant.vm is not None
         assert self.keepers is not None
-        hub = await self.keepers.hub_for(grant.vm)
+        hub = await self.keepers.hub_for(grant.vm, write_mode=self._known_write_mode(grant))
         # The allowing decision is committed with the session start (one commit, both or
         # neither), before the console is attached.
         return await run_console_session(process, hub, grant, interactive=interactive,
@@ -667,6 +681,10 @@ class Gateway:
                 await asyncio.to_thread(write_checkpoint, self.installation, self._signer)
             except CertgateError as exc:
                 log.error("audit checkpoint failed: %s", exc)
+
+
+def _mode_key(version: int, vm: repo.VM) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    return version, vm.name, tuple(sorted(vm.labels.items()))
 
 
 async def wait_for_termination() -> None:

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from certgate.policy.evaluate import VMInfo
-from certgate.policy.matching import selects
 from certgate.policy.model import Policy, TimeWindow
 
 _DAY = timedelta(days=1)
@@ -44,8 +43,7 @@ def next_time_boundary(policy: Policy, vm: VMInfo, at: datetime) -> datetime | N
     opens or closes; None when no such rule has time windows."""
     edges = [
         edge
-        for rule in policy.rules
-        if rule.time_windows and selects(rule, vm.name, vm.labels)
+        for rule in policy.index.timed_rules_selecting(vm)
         for window in rule.time_windows
         for edge in _window_edges(window, at)
     ]

@@ -7,10 +7,11 @@ Default deny; allow rules union their privileges; matching deny rules withdraw p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING, Any
 
 from ca.attributes import AttributeSet
 from certgate.policy.matching import holder_failures, selects, source_failures, time_failures
@@ -61,7 +62,14 @@ def _require_aware(at: object) -> None:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of ``decide``. ``privileges`` is closed under implication."""
+    """The outcome of ``decide``. ``privileges`` is closed under implication.
+
+    A refusal from the compiled index carries its ``reasons`` unwritten (``refused``): they
+    explain every selecting rule that failed, which costs more than the decision itself, and
+    most refusals (listings, probes, re-checks) are never explained. They are written on first
+    read (``reasons``, ``explain()``, equality, ``repr``), always the same lines, so a lazy
+    refusal and an eager one are indistinguishable to every caller.
+    """
 
     allowed: bool
     privileges: frozenset[str]
@@ -73,6 +81,32 @@ class Decision:
     observer: str | None = None
     """Set when the session is moderated: the attribute an observer must hold."""
     on_observer_leave: str = "pause"
+
+    @classmethod
+    def refused(cls, matched_rules: tuple[str, ...],
+                reasons: Callable[[], tuple[str, ...]]) -> Decision:
+        """A refusal whose reasons are written by ``reasons()`` when first read."""
+        decision = cls.__new__(cls)
+        for name, value in (("allowed", False), ("privileges", frozenset()),
+                            ("matched_rules", matched_rules), ("_write_reasons", reasons)):
+            object.__setattr__(decision, name, value)
+        return decision
+
+    if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Called only for attributes not set: ``reasons`` of a refusal made by ``refused``.
+            write = self.__dict__.get("_write_reasons") if name == "reasons" else None
+            if write is None:
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r}")
+            reasons = tuple(write())
+            object.__setattr__(self, "reasons", reasons)
+            return reasons
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its reasons written (the writer is a closure)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     def explain(self) -> str:
         """Human-readable account of the decision, one reason per line."""

@@ -13,8 +13,9 @@ of a 10k-VM fleet. A policy is immutable, so it is compiled once (``Policy.index
 Sets of rules are ints used as bit sets (bit i is ``policy.rules[i]``): unions and
 intersections over a thousand rules cost a few machine words. The outcome is by construction
 the reference evaluator's (``decide_by_scanning``, compared in tests/policy): an allowed
-decision is assembled from prepared parts; a refusal, whose explanation lists why each
-selecting rule failed, is handed to the reference evaluator over the selecting rules only.
+decision is assembled from prepared parts; a refusal costs no more than an allowed decision,
+because its explanation (why each selecting rule failed: the reference evaluator over the
+selecting rules only) is written when first read (``Decision.refused``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,23 @@ def _bits(mask: int) -> Iterable[int]:
         mask ^= low
 
 
+class _LazyGlob:
+    """A glob's matcher, its regex compiled on first use: a one-shot decision (``policy
+    check``) meets a few of a policy's globs, and compiling all of them cost more than it."""
+
+    __slots__ = ("_match", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._match: Matcher | None = None
+
+    def __call__(self, name: str) -> object:
+        match = self._match
+        if match is None:
+            match = self._match = re.compile(translate(self.pattern)).match
+        return match(name)
+
+
 class _NameSelector:
     """Which rules' ``vm_names`` globs match a VM name (rules without globs always do).
 
@@ -107,7 +125,7 @@ class _NameSelector:
         assert first is not None
         prefix = pattern[: first.start()]
         suffix = "" if "[" in pattern else literal_runs[-1]
-        regex = re.compile(translate(pattern)).match
+        regex = _LazyGlob(pattern)
         if prefix and len(prefix) >= len(suffix):
             trivial = pattern == prefix + "*"
             self.by_prefix.setdefault(prefix, []).append((None if trivial else regex, mask))
@@ -254,6 +272,10 @@ class PolicyIndex:
             privileges_withdrawn_by(rule.privileges or ALL_PRIVILEGES) for rule in rules
         ]
         self._reasons: list[str | None] = [None] * len(rules)
+        self._timed = 0
+        for i, rule in enumerate(rules):
+            if rule.time_windows:
+                self._timed |= 1 << i
         self._decisions: dict[tuple[int, int], Decision | None] = {}
 
     # -- selection and principals -----------------------------------------------------------
@@ -261,6 +283,11 @@ class PolicyIndex:
     def selecting(self, vm: VMInfo) -> int:
         """The rules that select ``vm``."""
         return self._names.matching(vm.name) & self._labels.matching(vm.labels)
+
+    def timed_rules_selecting(self, vm: VMInfo) -> list[Rule]:
+        """The rules with time windows that select ``vm``, in file order."""
+        timed = self._timed and self.selecting(vm) & self._timed
+        return [self.rules[i] for i in _bits(timed)]
 
     def naming(self, subject: Subject) -> int:
         """The rules whose principals (users, roles, groups) the holder meets."""
@@ -292,7 +319,9 @@ class PolicyIndex:
         decision = self._allowed(applying & self._allow_mask, applying & self._deny_mask)
         if decision is not None:
             return decision
-        return self._refusal(selected, subject, vm, context)
+        return Decision.refused(
+            self._matched_names(applying),
+            lambda: self._refusal_reasons(selected, subject, vm, context))
 
     def reachable(
         self, subject: Subject, vms: Iterable[VMInfo], context: RequestContext
@@ -348,15 +377,12 @@ class PolicyIndex:
             remaining = remaining - self._withdraws[i]
         if not remaining:
             return None
-        matched = 0
-        for i in allow_indices + deny_indices:
-            matched |= self._same_name[i]
         rules = self.rules
         allow_rules = [rules[i] for i in allow_indices]
         return Decision(
             allowed=True,
             privileges=remaining,
-            matched_rules=tuple(rules[i].name for i in _bits(matched)),
+            matched_rules=self._matched_names(allows | denies),
             reasons=tuple(self._reason(i) for i in allow_indices + deny_indices),
             max_session=_strictest_of(allow_rules, "max_session"),
             idle_timeout=_strictest_of(allow_rules, "idle_timeout"),
@@ -372,14 +398,27 @@ class PolicyIndex:
             self._reasons[i] = reason
         return reason
 
-    def _refusal(
+    def _matched_names(self, applying: int) -> tuple[str, ...]:
+        """The names of the rules that applied, in file order, each as often as the policy
+        has a rule of that name (what the reference evaluator reports)."""
+        if not applying:
+            return ()
+        matched = 0
+        for i in _bits(applying):
+            matched |= self._same_name[i]
+        rules = self.rules
+        return tuple(rules[i].name for i in _bits(matched))
+
+    def _refusal_reasons(
         self, selected: int, subject: Subject, vm: VMInfo, context: RequestContext
-    ) -> Decision:
+    ) -> tuple[str, ...]:
+        """A refusal's explanation: the reference evaluator over the selecting rules only.
+        Written when first read (``Decision.refused``), not on every refusal."""
         selecting = [self.rules[i] for i in _bits(selected)]
         # Matched rules are named in file order; with unique names the selecting rules (in
         # file order) hold every name that can be matched.
         order = selecting if self._unique_names else self.rules
-        return scan_rules(selecting, order, subject, vm, context)
+        return scan_rules(selecting, order, subject, vm, context).reasons
 
 
 def _strictest_of(rules: list[Rule], attribute: str) -> timedelta | None:

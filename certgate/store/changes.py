@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, select, text, update
+from sqlalchemy import Connection, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from certgate.store.schema import StoreChangesRow
@@ -28,8 +28,7 @@ def mark_changed(session: Session) -> None:
 def _bump(session: Session) -> None:
     if not session.info.pop(_FLAG, False):
         return
-    result = session.execute(update(StoreChangesRow).where(StoreChangesRow.id == 1)
-                             .values(counter=StoreChangesRow.counter + 1))
+    result = session.connection().execute(_BUMP)
     if getattr(result, "rowcount", 1) == 0:  # a schema made without the migration's seed row
         session.add(StoreChangesRow(id=1, counter=1))
         session.flush()
@@ -42,7 +41,21 @@ def install(factory: sessionmaker[Session]) -> None:
     event.listen(factory, "before_commit", _bump)
 
 
+def flushed_connection(session: Session) -> Connection:
+    """The session's connection, with pending ORM changes flushed first (what
+    ``session.execute`` does): for the Core reads built once, which skip the ORM."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    return session.connection()
+
+
 def read_counter(session: Session) -> int:
-    value: Any = session.execute(
-        select(StoreChangesRow.counter).where(StoreChangesRow.id == 1)).scalar()
+    value: Any = flushed_connection(session).execute(_READ).scalar()
     return int(value or 0)
+
+
+# Built once: every decision reads the counter and every write bumps it.
+_TABLE = StoreChangesRow.__table__
+_BUMP = update(_TABLE).where(_TABLE.c.id == 1).values(  # type: ignore[arg-type]
+    counter=_TABLE.c.counter + 1)
+_READ = select(_TABLE.c.counter).where(_TABLE.c.id == 1)

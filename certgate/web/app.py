@@ -10,6 +10,8 @@ this origin only.
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +67,8 @@ SECURITY_HEADERS = {
 }
 
 __all__ = ["CLIENT_CERT_KEY", "ReviewSite", "create_app"]
+
+log = logging.getLogger(__name__)
 
 
 class Refused(Exception):
@@ -259,18 +263,23 @@ def _events_json(site: ReviewSite, request: Request, reviewer: Reviewer) -> Resp
 
 def _search(site: ReviewSite, request: Request, reviewer: Reviewer) -> Response:
     text = (request.query_params.get("q") or "").strip()
-    hits, error = [], None
+    hits, error, behind = [], None, False
     if text:
         try:
             site.index.catch_up(site.database, site.installation.home.recordings_dir)
             catch_up_console_logs(site.index, site.installation.home.console_logs_dir,
                                   listings=site.console_listings)
+        except (sqlite3.Error, OSError) as exc:  # say so, and search what is indexed
+            log.warning("search index catch-up failed: %s", exc)
+            behind = True
+        try:
             hits = site.index.search(text, reviewer.vms)
         except SearchQueryError as exc:
             error = str(exc)
         site.record("review.search", reviewer, source=_source(request), query=text[:200],
                     hits=len(hits))
-    return site.render("search.html", reviewer=reviewer, text=text, hits=hits, error=error)
+    return site.render("search.html", reviewer=reviewer, text=text, hits=hits, error=error,
+                       behind=behind)
 
 
 def _console_segment(site: ReviewSite, request: Request, reviewer: Reviewer,

@@ -12,10 +12,9 @@ previous segment's hash, start time), so a log that was deleted and restarted at
 their rows at the next catch-up.
 
 The files are outside data as far as this code is concerned: names are matched in full,
-symbolic links are not followed (so every file read is inside the console logs
-directory), reads are bounded (``MAX_BATCH_BYTES``
-at a time, event lines of at most ``MAX_EVENT_BYTES``), and a line that is not an asciicast
-event is skipped, never fatal.
+symbolic links are not followed (so every file read is inside the console logs directory),
+reads are bounded (``MAX_BATCH_BYTES`` at a time, event lines of at most
+``MAX_EVENT_BYTES``), and a line that is not an asciicast event is skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -137,18 +136,21 @@ def catch_up_console_logs(index: SearchIndex, logs_dir: Path, *, now: float | No
     now = time.time() if now is None else now
     added = touched = removed = 0
     with index.writing() as connection, _Writes(connection) as writes:
-        progress: dict[tuple[str, str], tuple[int, str]] = {
-            (vm, segment): (indexed_bytes, stamp) for vm, segment, indexed_bytes, stamp in
-            connection.execute(
-                "SELECT vm, segment, indexed_bytes, file_stamp FROM console_segments")}
+        finished: set[tuple[str, str]] = set()
+        progress: dict[tuple[str, str], tuple[int, str]] = {}
+        for vm, segment, indexed_bytes, stamp, done in connection.execute(_PROGRESS):
+            if done:
+                finished.add((vm, segment))
+            else:
+                progress[vm, segment] = (indexed_bytes, stamp)
         on_disk = segments_on_disk(logs_dir, listings, now)
-        for vm, segment in sorted(progress.keys() - on_disk.keys()):
+        for vm, segment in sorted((finished | progress.keys()) - on_disk.keys()):
             _forget(writes, vm, segment)
             removed += 1
         for (vm, segment), (directory, newest) in on_disk.items():
-            seen = progress.get((vm, segment))
-            if seen is not None and seen[1].endswith(SEALED) and _complete(*seen):
+            if (vm, segment) in finished:
                 continue  # sealed segments do not change (audit verify notices if they do)
+            seen = progress.get((vm, segment))
             path = os.path.join(directory, segment)
             try:
                 stat = os.lstat(path)
@@ -165,6 +167,15 @@ def catch_up_console_logs(index: SearchIndex, logs_dir: Path, *, now: float | No
                 added += count
                 touched += 1
     return ConsoleCatchUp(added, touched, removed)
+
+
+_PROGRESS = (
+    "SELECT vm, segment, indexed_bytes, file_stamp, "
+    # finished: sealed when last looked at, and indexed up to the size it had then
+    # (file_stamp is inode:size:mtime_ns[:sealed]; CAST reads the leading digits)
+    f"file_stamp LIKE '%{SEALED}' AND indexed_bytes = "
+    "CAST(substr(file_stamp, instr(file_stamp, ':') + 1) AS INTEGER) "
+    "FROM console_segments")
 
 
 def _known(writes: _Writes, vm: str, segment: str) -> _Known | None:

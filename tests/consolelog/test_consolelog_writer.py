@@ -202,3 +202,20 @@ def test_settings_come_from_the_console_log_table(tmp_path):
     config.write_text("[console_log]\nburst = 0\n")
     with pytest.raises(HomeError, match="burst must be greater than 0"):
         load_settings(config)
+
+
+def test_event_lines_are_byte_for_byte_what_json_dumps_writes(tmp_path: Path) -> None:
+    clock = Clock()
+    log = writer(tmp_path, clock)
+    text = 'a\x1b[1m"q"\\\b\f\t\x00\x7f\u2028\u00e9\U0001f600\r\n'
+    clock.now += 0.25
+    log.output(text.encode())
+    log.note('gap "of" 1.5s\\')
+    log.close()
+    lines = next((tmp_path / "vm01").glob("*.cast")).read_bytes().split(b"\n")
+    events = [line for line in lines[1:] if line]
+    assert events[0].decode() == json.dumps([0.25, "o", text], ensure_ascii=False,
+                                            separators=(", ", ": "))
+    for line in events:
+        assert line.decode() == json.dumps(json.loads(line), ensure_ascii=False,
+                                           separators=(", ", ": "))

@@ -108,3 +108,53 @@ async def _try_console(harness: InProcessGateway, person: Any) -> bytes:
     except (TimeoutError, asyncssh.Error, OSError):
         output = session.output
     return output
+
+
+EXCLUSIVE = """version: 1
+rules:
+  - name: operators
+    effect: allow
+    vms: {names: ["vm*"]}
+    require: {roles: [operator]}
+    privileges: [console.view, console.interact]
+    session: {write_mode: exclusive}
+"""
+
+
+def test_a_login_reads_the_write_mode_once_per_policy_version_and_follows_a_change(
+    harness: InProcessGateway,
+) -> None:
+    rae = harness.add_person("rae", "role=operator")
+    access = harness.gateway.access
+    real = access.current_policy
+    reads: list[int] = []
+
+    def counted() -> Any:
+        reads.append(1)
+        return real()
+
+    access.current_policy = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(2):
+            session = harness.session(rae, "vm01")
+            harness.run(session.read_until(b"recording console ready"))
+            session.conn.close()
+        assert len(reads) <= 1  # at most the first login under this policy version
+
+        harness.apply_policy(EXCLUSIVE)
+        session = harness.session(rae, "vm01")
+        harness.run(session.read_until(b"recording console ready"))
+    finally:
+        access.current_policy = real  # type: ignore[method-assign]
+        harness.apply_policy(default_policy())
+    assert b"exclusive console: you have the keyboard" in harness.run(
+        _more(session, b"exclusive console"))
+    assert harness.gateway.hubs["vm01"]._write_mode == "exclusive"
+    session.conn.close()
+
+
+async def _more(session: Any, text: bytes) -> bytes:
+    try:
+        return bytes(await session.read_until(text, timeout=10))
+    except (AssertionError, asyncssh.Error, OSError):
+        return bytes(session.output)

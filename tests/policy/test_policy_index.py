@@ -8,9 +8,11 @@ matched rules included.
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address, ip_network
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,3 +166,42 @@ def test_index_is_compiled_once_per_policy() -> None:
         "p.yaml",
     )
     assert policy.index is policy.index
+
+
+@SETTINGS
+@given(policies(), subjects, st.lists(vms, min_size=1, max_size=6), contexts)
+def test_refusal_reasons_written_on_first_read_equal_the_reference_evaluators(
+    policy: Policy, subject: Subject, targets: list[VMInfo], context: RequestContext
+) -> None:
+    for vm in targets:
+        lazy = decide(policy, subject, vm, context)
+        if lazy.allowed:
+            continue
+        assert "reasons" not in vars(lazy)  # not written by decide
+        eager = decide_by_scanning(policy, subject, vm, context)
+        assert (lazy.allowed, lazy.privileges, lazy.matched_rules) == (
+            eager.allowed, eager.privileges, eager.matched_rules)
+        assert "reasons" not in vars(lazy)  # nor by reading the outcome
+        assert lazy.explain() == eager.explain()
+        assert lazy.reasons == eager.reasons
+        assert repr(lazy) == repr(eager)
+        assert pickle.loads(pickle.dumps(lazy)) == eager
+
+
+def test_refusal_reasons_are_written_once_and_kept() -> None:
+    policy = load_policy(
+        "version: 1\nrules:\n"
+        "  - name: ops\n    effect: allow\n    vms: {names: ['web-*']}\n"
+        "    require: {roles: [operator]}\n    privileges: [console.view]\n",
+        "p.yaml",
+    )
+    context = RequestContext(ip_address("10.0.0.1"), datetime(2026, 11, 25, 12, tzinfo=UTC))
+    decision = decide(policy, Subject("carol"), VMInfo("web-1"), context)
+    first = decision.reasons
+    assert decision.reasons is first
+    assert decision.explain() == (
+        "denied:\n - rule ops: requires role operator; holder carol has roles [] groups []")
+    assert hash(decision) == hash(decide_by_scanning(policy, Subject("carol"), VMInfo("web-1"),
+                                                     context))
+    with pytest.raises(AttributeError, match="no attribute 'reason'"):
+        decision.reason  # type: ignore[attr-defined]  # noqa: B018

@@ -146,7 +146,9 @@ def test_hits_only_for_vms_in_scope_and_hostile_lines_are_skipped(tmp_path: Path
         writer.close()
     segment = logs / "prod01" / "00000001.cast"
     with segment.open("ab") as handle:  # not events: skipped, not fatal
-        handle.write(b"not json\n[1, \"o\"]\n" + b"[2.0, \"o\", \"after-garbage\\r\\n\"]\n")
+        handle.write(b"not json\n[1, \"o\"]\n" + b"[2.0, \"o\", \"after-garbage\\r\\n\"]\n"
+                     + b"[3.0, \"o\", \"lone \\ud800 surrogate-line\\r\\n\"]\n"
+                     + b"[1e999, \"o\", \"overflow\\r\\n\"]\n\xff\xfe\n")
     (logs / "not a vm").mkdir()
     elsewhere = tmp_path / "elsewhere"
     outside = _writer(elsewhere, "lab02", clock)
@@ -161,6 +163,7 @@ def test_hits_only_for_vms_in_scope_and_hostile_lines_are_skipped(tmp_path: Path
         "lab01", "prod01"}
     assert index.search("secret-word", []) == []
     assert [h.vm for h in index.search("after-garbage", ["prod01"])] == ["prod01"]
+    assert [h.vm for h in index.search("surrogate-line", ["prod01"])] == ["prod01"]
 
 
 _VERSION_1 = """

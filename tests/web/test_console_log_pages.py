@@ -4,14 +4,16 @@ console log page and its download, who may see them, and hostile names in URLs."
 from __future__ import annotations
 
 import re
-import time
+import sqlite3
 
+import pytest
 from review_samples import HOSTILE_OUTPUT, recorded_session
 from web_site import Site
 
 from certgate.audit.log import AuditLog
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.consolelog.writer import ConsoleLogWriter
+from certgate.web import console_logs
 
 STARTED = 1_800_000_000.0
 
@@ -158,6 +160,61 @@ def test_a_search_sees_console_output_up_to_its_last_complete_line(site: Site) -
     assert "0 matches" in site.client.get("/search", params={"q": "half-typed-word"}).text
     writer.output(b"d\r\n")
     writer.tick()
-    time.sleep(0)  # the next search catches up again: no restart, no waiting
     assert "/consoles/lab01/log" in site.client.get(
         "/search", params={"q": "half-typed-word"}).text
+
+
+def test_a_segment_too_large_for_the_player_is_offered_for_download_only(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_console_log(site, "lab01", [(1.0, "x" * 500 + "\r\n")])
+    monkeypatch.setattr(console_logs, "MAX_PLAYBACK_BYTES", 256)
+    site.as_person(site.auditor)
+    page = site.client.get("/consoles/lab01/log").text
+    assert "too large for the player" in page and 'id="player"' not in page
+    params = {"segment": "00000001.cast"}
+    assert site.client.get("/consoles/lab01/log.cast", params=params).status_code == 413
+    download = site.client.get("/consoles/lab01/log.cast", params={**params, "download": "1"})
+    assert download.status_code == 200 and "x" * 500 in download.text
+
+
+def test_web_index_indexes_console_logs_and_rebuilds_an_old_index(site: Site) -> None:
+    from click.testing import CliRunner
+
+    from certgate.cli.main import register_all
+    from certgate.home import PASSPHRASE_ENV
+    from certgate.web.server import search_index_path
+
+    write_console_log(site, "lab01", [(1.0, "capybara\r\n")])
+
+    def web_index() -> str:
+        result = CliRunner().invoke(
+            register_all(), ["--home", str(site.inst.home.root), "web", "index",
+                             "--workers", "1"],
+            env={PASSPHRASE_ENV: "correct horse battery staple"}, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    output = web_index()
+    assert "1 new console log chunks" in output and "1 console log segments" in output
+    with sqlite3.connect(search_index_path(site.inst)) as connection:
+        connection.execute("PRAGMA user_version = 1")
+    output = web_index()
+    assert "search index schema version 1 found: rebuilding" in output
+    assert "1 new console log chunks" in output
+    site.as_person(site.auditor)
+    assert "/consoles/lab01/log" in site.client.get("/search", params={"q": "capybara"}).text
+
+
+def test_a_failed_catch_up_still_searches_what_is_indexed_and_says_so(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_console_log(site, "lab01", [(1.0, "wallaby\r\n")])
+    site.as_person(site.auditor)
+    assert "/consoles/lab01/log" in site.client.get("/search", params={"q": "wallaby"}).text
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")  # another writer held it 30 s
+
+    monkeypatch.setattr("certgate.web.app.catch_up_console_logs", locked)
+    response = site.client.get("/search", params={"q": "wallaby"})
+    assert response.status_code == 200
+    assert 'id="behind"' in response.text and "/consoles/lab01/log" in response.text
