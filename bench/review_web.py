@@ -287,9 +287,10 @@ def main() -> None:
                         help="sessions with a recording (default: all)")
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--seed", type=int, default=12)
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                        help="processes reading recordings while one writes the index "
-                             "(as `certgate web index` does; default: CPUs - 1)")
+    parser.add_argument("--workers", type=int, default=max(0, min(8, (os.cpu_count() or 1) - 1)),
+                        help="processes reading recordings while this one writes the index; "
+                             "0 reads them in the writer (as `certgate web index`; "
+                             "default: CPUs - 1)")
     parser.add_argument("--scratch", type=Path, default=None,
                         help="directory for the throwaway installation (default: $TMPDIR)")
     parser.add_argument("--index-sample", type=int, default=500,

@@ -56,9 +56,9 @@ def web_group(ctx: click.Context, listen: str, names: tuple[str, ...], log_level
 
 
 @web_group.command("index")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="processes reading recordings while one writes the index "
-                   "(default: one less than the CPUs, at least 1)")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="processes reading recordings while this one writes the index; 0 reads "
+                   "them here (default: one less than the CPUs, at most 8)")
 @pass_app
 def web_index(app: AppContext, workers: int | None) -> None:
     """Add ended sessions' recordings and new console log output to the search index now."""
@@ -69,7 +69,7 @@ def web_index(app: AppContext, workers: int | None) -> None:
     if site.index.rebuilt_from is not None:
         click.echo(f"search index schema version {site.index.rebuilt_from} found: rebuilding")
     if workers is None:
-        workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+        workers = max(0, min(8, (os.cpu_count() or 1) - 1))
     added = site.index.catch_up(site.database, site.installation.home.recordings_dir,
                                 workers=workers)
     logs = catch_up_console_logs(site.index, site.installation.home.console_logs_dir)

@@ -243,12 +243,13 @@ class SearchIndex:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def catch_up(self, database: Database, recordings_dir: Path, *, workers: int = 1) -> int:
+    def catch_up(self, database: Database, recordings_dir: Path, *, workers: int = 0) -> int:
         """Index the recordings of sessions that ended since the last catch-up; returns how
         many were added. Unreadable recordings are skipped (the session page says why).
 
-        ``workers`` > 1 reads recordings in that many processes while this one writes (a
-        first backfill of gigabytes); a few new recordings are read here either way.
+        ``workers`` >= 1 reads recordings in that many other processes while this one writes
+        (a first backfill of gigabytes: on two CPUs, one reader and the writer overlap); 0,
+        or only a few new recordings, reads them here.
         """
         with self._writer_lock:
             with self._connect() as connection:
@@ -275,7 +276,7 @@ class SearchIndex:
                     if cast is not None:
                         todo.append(_Pending(session_id, vm, user, ended_at, cast))
                 if len(todo) < PARALLEL_FROM:
-                    workers = 1
+                    workers = 0
                 self._store(connection, todo, _read_all(todo, workers))
             return len(todo)
 
@@ -347,9 +348,9 @@ def recording_file_chunks(cast: Path) -> list[_Row]:
 
 
 def _read_all(todo: list[_Pending], workers: int) -> Iterator[list[_Row]]:
-    """Each pending recording's chunks, in order; read by ``workers`` processes when > 1,
-    at most a few recordings per worker ahead of the writer (memory stays bounded)."""
-    if workers <= 1:
+    """Each pending recording's chunks, in order; read by ``workers`` other processes when
+    >= 1, at most a few recordings per worker ahead of the writer (memory stays bounded)."""
+    if workers < 1:
         for item in todo:
             yield recording_file_chunks(item.cast)
         return
