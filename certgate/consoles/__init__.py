@@ -10,8 +10,9 @@ parse console URIs, and must not pay for asyncssh (the SSH backend) on every com
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from certgate.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from certgate.consoles.backends import ConsoleConnection, UpstreamSshOptions, open_console
@@ -91,14 +92,12 @@ __all__ = [
 ]
 
 
+_EXPORTS = LazyExports(__name__, _MODULE_OF, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    return _EXPORTS.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+    return _EXPORTS.names()

@@ -9,8 +9,9 @@ parser and the evaluator for it.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from certgate.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from certgate.policy.dump import dump_policy
@@ -101,14 +102,12 @@ __all__ = [
 ]
 
 
+_EXPORTS = LazyExports(__name__, _MODULE_OF, globals())
+
+
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    return _EXPORTS.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+    return _EXPORTS.names()

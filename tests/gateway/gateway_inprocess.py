@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,3 +173,31 @@ def console_path(directory: Path, name: str) -> Path:
     path = directory / name
     path.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def gateway_with_console(root: Path, vms: Sequence[str]) -> Iterator[InProcessGateway]:
+    """A fresh installation under ``root`` whose ``vms`` share one recording console, with
+    the default policy applied: what a test module's ``harness`` fixture starts from."""
+    from gateway_testing import TEST_PASSPHRASE, RecordingConsole, default_policy
+
+    from certgate.home import Home
+    from certgate.provisioning import InitOptions, create_installation
+
+    home = Home(root / "home")
+    create_installation(home, InitOptions(gateway_name="gw.test"), passphrase=TEST_PASSPHRASE,
+                        actor="test")
+    inst = Installation(home, actor="test", passphrase=lambda: TEST_PASSPHRASE)
+    short = Path(f"/tmp/cgi-{root.name[-12:]}")  # a Unix socket path must stay short
+    short.mkdir(exist_ok=True)
+    console = RecordingConsole(console_path(short, "c.sock"))
+    gateway = InProcessGateway(inst)
+    try:
+        for vm in vms:
+            gateway.add_vm(vm, f"unix:{console.path}")
+        gateway.apply_policy(default_policy())
+        yield gateway
+    finally:
+        gateway.close()
+        console.close()
+        inst.close()

@@ -10,38 +10,17 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncssh
 import pytest
-from gateway_inprocess import InProcessGateway, console_path
-from gateway_testing import TEST_PASSPHRASE, RecordingConsole, default_policy
-
-from certgate.home import Home
-from certgate.installation import Installation
-from certgate.provisioning import InitOptions, create_installation
+from gateway_inprocess import InProcessGateway, gateway_with_console
+from gateway_testing import default_policy
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
-    root = tmp_path_factory.mktemp("inproc")
-    home = Home(root / "home")
-    create_installation(home, InitOptions(gateway_name="gw.test"), passphrase=TEST_PASSPHRASE,
-                        actor="test")
-    inst = Installation(home, actor="test", passphrase=lambda: TEST_PASSPHRASE)
-    short = Path(f"/tmp/cgd-{root.name[-12:]}")
-    short.mkdir(exist_ok=True)
-    console = RecordingConsole(console_path(short, "c.sock"))
-    gateway = InProcessGateway(inst)
-    for vm in ("vm01", "vm02"):
-        gateway.add_vm(vm, f"unix:{console.path}")
-    gateway.apply_policy(default_policy())
-    try:
+    with gateway_with_console(tmp_path_factory.mktemp("inproc"), ("vm01", "vm02")) as gateway:
         yield gateway
-    finally:
-        gateway.close()
-        console.close()
-        inst.close()
 
 
 @pytest.fixture(autouse=True)

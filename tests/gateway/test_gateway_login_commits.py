@@ -10,41 +10,22 @@ decision is durably audited.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
-from gateway_inprocess import InProcessGateway, console_path
-from gateway_testing import TEST_PASSPHRASE, RecordingConsole, default_policy
+from gateway_inprocess import InProcessGateway, gateway_with_console
+from gateway_testing import default_policy
 
 from certgate.audit.chain import AuditEvent, ChainEntry
 from certgate.audit.sessions import list_sessions
 from certgate.errors import AuditError
-from certgate.home import Home
-from certgate.installation import Installation
-from certgate.provisioning import InitOptions, create_installation
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessGateway]:
-    root = tmp_path_factory.mktemp("commits")
-    home = Home(root / "home")
-    create_installation(home, InitOptions(gateway_name="gw.test"), passphrase=TEST_PASSPHRASE,
-                        actor="test")
-    inst = Installation(home, actor="test", passphrase=lambda: TEST_PASSPHRASE)
-    short = Path(f"/tmp/cgl-{root.name[-12:]}")
-    short.mkdir(exist_ok=True)
-    console = RecordingConsole(console_path(short, "c.sock"))
-    gateway = InProcessGateway(inst)
-    gateway.add_vm("vm01", f"unix:{console.path}")
-    gateway.apply_policy(default_policy())
-    try:
+    with gateway_with_console(tmp_path_factory.mktemp("commits"), ("vm01",)) as gateway:
         yield gateway
-    finally:
-        gateway.close()
-        console.close()
-        inst.close()
 
 
 def test_the_decision_and_the_session_start_are_one_commit_made_before_the_first_byte(
