@@ -18,7 +18,7 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent
-from certgate.audit.log import AuditLog, lock_head
+from certgate.audit.log import AuditLog, lock_head_for_admin
 from certgate.ca_service import CAService
 from certgate.home import Home, HomeConfig, read_passphrase
 from certgate.store.database import Database
@@ -90,7 +90,7 @@ class Installation:
         PostgreSQL too), so policy versions and CRL numbers never race.
         """
         with self.database.write() as session:
-            lock_head(session)
+            lock_head_for_admin(session)
             yield session
 
     def event(self, event_type: str, **fields: Any) -> AuditEvent:

@@ -10,18 +10,18 @@ fact: either both are committed or neither is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from certgate.audit.chain import AuditEvent, ChainEntry, format_ts, link
 from certgate.errors import AuditError, CertgateError
 from certgate.store.database import Database
+from certgate.store.prepared import PreparedStatement, connection_of
 from certgate.store.schema import AuditEventRow, AuditHeadRow
 
 
@@ -43,59 +43,80 @@ def entry_from_row(row: AuditEventRow) -> ChainEntry:
     )
 
 
-_INSERT = insert(AuditEventRow.__table__)  # type: ignore[arg-type]
-_GUESS_KEY = "certgate_audit_head_guess"
+_EVENT_COLUMNS = ("seq", "ts", "event_type", "actor", "outcome", "user_name", "vm", "serial",
+                  "source", "session_id", "details", "prev_hash", "entry_hash")
 _HEAD = AuditHeadRow.__table__.c
-_MOVE_HEAD_FROM = (
+# Built once and run straight on the driver (certgate.store.prepared): every admin write and
+# every audited decision runs these, and SQLAlchemy's per-statement machinery cost more than
+# SQLite spent running them.
+_INSERT = PreparedStatement(insert(AuditEventRow.__table__),  # type: ignore[arg-type]
+                            parameters=_EVENT_COLUMNS)
+_LOCK_HEAD = PreparedStatement(
+    select(_HEAD.seq, _HEAD.entry_hash, _HEAD.base_seq, _HEAD.base_hash)
+    .where(_HEAD.id == 1).with_for_update())
+_MOVE_HEAD_FROM = PreparedStatement(
     update(AuditHeadRow.__table__)  # type: ignore[arg-type]
     .where(_HEAD.id == 1, _HEAD.seq == bindparam("old_seq"),
            _HEAD.entry_hash == bindparam("old_hash"))
     .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
 )
-_UPDATE_HEAD = (
+_UPDATE_HEAD = PreparedStatement(
     update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(AuditHeadRow.__table__.c.id == 1)
+    .where(_HEAD.id == 1)
     .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
 )
-
-
-def _row_values(entry: ChainEntry) -> dict[str, object]:
-    return {
-        "seq": entry.seq,
-        "ts": entry.ts,
-        "event_type": entry.event_type,
-        "actor": entry.actor,
-        "outcome": entry.outcome,
-        "user_name": entry.user,
-        "vm": entry.vm,
-        "serial": entry.serial,
-        "source": entry.source,
-        "session_id": entry.session_id,
-        "details": entry.details_json,
-        "prev_hash": entry.prev_hash,
-        "entry_hash": entry.entry_hash,
-    }
-
+_SET_BASE = PreparedStatement(
+    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
+    .where(_HEAD.id == 1)
+    .values(base_seq=bindparam("base_seq"), base_hash=bindparam("base_hash"))
+)
 
 HEAD_KEY = "certgate_audit_head"
+_GUESS_KEY = "certgate_audit_head_guess"
 
 
-# Built once: every admin write takes this lock, and building the SELECT cost more than it.
-_LOCK_HEAD = select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+@dataclass
+class LockedHead:
+    """The chain head as this transaction locked it; ``append_in`` keeps it current."""
+
+    seq: int
+    entry_hash: str
+    base_seq: int
+    base_hash: str
 
 
-def lock_head(session: Session) -> AuditHeadRow:
-    """Lock the chain head for this transaction (once: later calls reuse the locked row)."""
+def lock_head(session: Session) -> LockedHead:
+    """Lock the chain head for this transaction (once: later calls reuse the locked head)."""
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
     if locked is not None and transaction is not None and locked[0] is transaction:
-        head_row: AuditHeadRow = locked[1]
-        return head_row
-    head = session.execute(_LOCK_HEAD).scalar_one_or_none()
-    if head is None:
+        head: LockedHead = locked[1]
+        return head
+    rows = _LOCK_HEAD.rows(session)
+    if not rows:
         raise AuditError("the audit chain has no head row: the database was not initialised")
+    head = LockedHead(*rows[0])
     session.info[HEAD_KEY] = (transaction, head)
     return head
+
+
+def lock_head_for_admin(session: Session) -> None:
+    """Serialise an admin write with every other writer before it reads anything.
+
+    On PostgreSQL that is the head's row lock (``SELECT ... FOR UPDATE``). On SQLite the write
+    unit's ``BEGIN IMMEDIATE`` already holds the database's only write lock, so beginning the
+    transaction is enough; the append then checks its guess of the head in the UPDATE that
+    moves it, which saves reading the head on the ``attr grant`` path.
+    """
+    if connection_of(session).dialect.name != "sqlite":
+        lock_head(session)
+
+
+def set_base(session: Session, base_seq: int, base_hash: str) -> None:
+    """Move where the retained chain starts (pruning), under the head lock."""
+    head = lock_head(session)
+    _SET_BASE.execute(session, {"base_seq": base_seq, "base_hash": base_hash})
+    head.base_seq, head.base_hash = base_seq, base_hash
 
 
 def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry]:
@@ -114,56 +135,37 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
     if events and not (locked is not None and locked[0] is transaction):
-        connection = session.connection()
-        guess = connection.info.get(_GUESS_KEY)
+        info = connection_of(session).info
+        guess = info.get(_GUESS_KEY)
         if guess is not None:
             entries = _link_all(events, *guess)
-            moved = connection.execute(_MOVE_HEAD_FROM, {
+            moved = _MOVE_HEAD_FROM.execute(session, {
                 "old_seq": guess[0], "old_hash": guess[1],
                 "seq": entries[-1].seq, "entry_hash": entries[-1].entry_hash,
             })
-            if moved.rowcount == 1:
-                _insert(connection, entries)
-                connection.info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
+            if moved == 1:
+                _insert(session, entries)
+                info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
                 return entries
     head = lock_head(session)
     if not events:
         return []
     entries = _link_all(events, head.seq, head.entry_hash)
     seq, entry_hash = entries[-1].seq, entries[-1].entry_hash
-    connection = session.connection()
-    _insert(connection, entries)
-    # Core UPDATE, and the locked ORM row told the new values: an ORM flush of the one head
-    # row cost more than hashing a 100-event batch.
-    connection.execute(_UPDATE_HEAD, {"seq": seq, "entry_hash": entry_hash})
-    set_committed_value(head, "seq", seq)
-    set_committed_value(head, "entry_hash", entry_hash)
-    connection.info[_GUESS_KEY] = (seq, entry_hash)
+    _insert(session, entries)
+    _UPDATE_HEAD.execute(session, {"seq": seq, "entry_hash": entry_hash})
+    head.seq, head.entry_hash = seq, entry_hash
+    connection_of(session).info[_GUESS_KEY] = (seq, entry_hash)
     return entries
 
 
-_COLUMNS = ("seq", "ts", "event_type", "actor", "outcome", "user_name", "vm", "serial", "source",
-            "session_id", "details", "prev_hash", "entry_hash")
-
-
-def _insert(connection: Connection, entries: list[ChainEntry]) -> None:
-    """One executemany of plain tuples straight to the driver.
-
-    The entries of one append share one timestamp, so its column conversion runs once, not
-    once per row as SQLAlchemy's per-row bind processing would (a third of an append's CPU).
-    """
-    dialect = connection.dialect
-    placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
-    if any(entry.ts is not entries[0].ts for entry in entries):
-        connection.execute(_INSERT, [_row_values(e) for e in entries])
-        return
-    process = AuditEventRow.__table__.c.ts.type.bind_processor(dialect)
-    ts = process(entries[0].ts) if process is not None else entries[0].ts
-    statement = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "
-                 f"VALUES ({', '.join([placeholder] * len(_COLUMNS))})")
-    connection.exec_driver_sql(statement, [
-        (e.seq, ts, e.event_type, e.actor, e.outcome, e.user, e.vm, e.serial, e.source,
-         e.session_id, e.details_json, e.prev_hash, e.entry_hash)
+def _insert(session: Session, entries: list[ChainEntry]) -> None:
+    """One executemany; the entries of one append share one timestamp, converted once."""
+    _INSERT.execute_many(session, [
+        {"seq": e.seq, "ts": e.ts, "event_type": e.event_type, "actor": e.actor,
+         "outcome": e.outcome, "user_name": e.user, "vm": e.vm, "serial": e.serial,
+         "source": e.source, "session_id": e.session_id, "details": e.details_json,
+         "prev_hash": e.prev_hash, "entry_hash": e.entry_hash}
         for e in entries
     ])
 

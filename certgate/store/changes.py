@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from certgate.store.prepared import PreparedStatement
 from certgate.store.schema import StoreChangesRow
 
 CHANNEL = "certgate_changes"
@@ -28,12 +29,11 @@ def mark_changed(session: Session) -> None:
 def _bump(session: Session) -> None:
     if not session.info.pop(_FLAG, False):
         return
-    result = session.connection().execute(_BUMP)
-    if getattr(result, "rowcount", 1) == 0:  # a schema made without the migration's seed row
+    if _BUMP.execute(session) == 0:  # a schema made without the migration's seed row
         session.add(StoreChangesRow(id=1, counter=1))
         session.flush()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {CHANNEL}"))
+        _NOTIFY.execute(session)
 
 
 def install(factory: sessionmaker[Session]) -> None:
@@ -50,12 +50,15 @@ def flushed_connection(session: Session) -> Connection:
 
 
 def read_counter(session: Session) -> int:
-    value: Any = flushed_connection(session).execute(_READ).scalar()
+    rows = _READ.rows(session)
+    value: Any = rows[0][0] if rows else None
     return int(value or 0)
 
 
-# Built once: every decision reads the counter and every write bumps it.
+# Built once and run on the driver (certgate.store.prepared): every decision reads the counter
+# and every access-changing write bumps it.
 _TABLE = StoreChangesRow.__table__
-_BUMP = update(_TABLE).where(_TABLE.c.id == 1).values(  # type: ignore[arg-type]
-    counter=_TABLE.c.counter + 1)
-_READ = select(_TABLE.c.counter).where(_TABLE.c.id == 1)
+_BUMP = PreparedStatement(update(_TABLE).where(_TABLE.c.id == 1).values(  # type: ignore[arg-type]
+    counter=_TABLE.c.counter + 1))
+_READ = PreparedStatement(select(_TABLE.c.counter).where(_TABLE.c.id == 1))
+_NOTIFY = PreparedStatement(text(f"NOTIFY {CHANNEL}"))
