@@ -231,10 +231,8 @@ class AsciicastWriter:
             elapsed, code, text = value
             head = b'[%s, "%s", ' % (repr(float(elapsed)).encode(), code.encode())
             body = json_string(text)
-            if len(body) < JOIN_BELOW:
-                parts = [head + body + b"]\n"]
-            else:
-                parts = [head, body, b"]\n"]
+            parts = ([head + body + b"]\n"] if len(body) < JOIN_BELOW
+                     else [head, body, b"]\n"])
         else:
             parts = [(json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
                       + "\n").encode()]
