@@ -59,7 +59,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from certgate.audit.recording import json_string_body
+from certgate.audit.recording import json_string
 from certgate.audit.replay import read_cast
 from certgate.fleet import add_vm, apply_policy
 from certgate.home import Home
@@ -116,8 +116,8 @@ rest are drawn from BLOCKS shared bursts, which is what makes 10 GB quick to gen
 
 
 def shared_blocks(rng: random.Random, words: list[str]) -> list[bytes]:
-    """Bursts of output encoded once, as the recorder encodes them (``json_string_body``)."""
-    return [json_string_body(output_text(rng, words).encode()) for _ in range(BLOCKS)]
+    """Bursts of output encoded once, as the recorder encodes them (``json_string``)."""
+    return [json_string(output_text(rng, words)) for _ in range(BLOCKS)]
 
 
 def recording(rng: random.Random, words: list[str], blocks: list[bytes], size: int,
@@ -131,10 +131,10 @@ def recording(rng: random.Random, words: list[str], blocks: list[bytes], size: i
     while written < size:
         t += random_() * 2
         if random_() < FRESH:
-            body = json_string_body(output_text(rng, words).encode())
+            body = json_string(output_text(rng, words))
         else:
             body = blocks[randrange(count)]
-        line = b'[%.3f, "o", "%s"]\n' % (t, body)
+        line = b'[%.3f, "o", %s]\n' % (t, body)
         out.append(line)
         written += len(line)
     if rare:

@@ -9,20 +9,21 @@ fact: either both are committed or neither is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from certgate.audit.chain import AuditEvent, ChainEntry, format_ts, link
-from certgate.errors import AuditError, CertgateError
+from certgate.audit.appending import INSERT_EVENTS, MOVE_HEAD, NO_HEAD, event_rows, link_all
+from certgate.audit.appending import AuditLog as AuditLog  # its home before; kept importable
+from certgate.audit.chain import AuditEvent, ChainEntry
+from certgate.errors import AuditError
 from certgate.store.database import Database
-from certgate.store.prepared import PreparedStatement, connection_of
-from certgate.store.schema import AuditEventRow, AuditHeadRow
+from certgate.store.schema import AuditEventRow
+from certgate.store.session_sql import SessionSQL, session_connection
+from certgate.store.sql import POSTGRESQL, SQLITE
 
 
 def entry_from_row(row: AuditEventRow) -> ChainEntry:
@@ -43,36 +44,14 @@ def entry_from_row(row: AuditEventRow) -> ChainEntry:
     )
 
 
-_EVENT_COLUMNS = ("seq", "ts", "event_type", "actor", "outcome", "user_name", "vm", "serial",
-                  "source", "session_id", "details", "prev_hash", "entry_hash")
-_HEAD = AuditHeadRow.__table__.c
-# Built once and run straight on the driver (certgate.store.prepared): every admin write and
-# every audited decision runs these, and SQLAlchemy's per-statement machinery cost more than
-# SQLite spent running them.
-_INSERT = PreparedStatement(insert(AuditEventRow.__table__),  # type: ignore[arg-type]
-                            parameters=_EVENT_COLUMNS)
-_LOCK_HEAD = PreparedStatement(
-    select(_HEAD.seq, _HEAD.entry_hash, _HEAD.base_seq, _HEAD.base_hash)
-    .where(_HEAD.id == 1).with_for_update())
-_MOVE_HEAD_FROM = PreparedStatement(
-    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(_HEAD.id == 1, _HEAD.seq == bindparam("old_seq"),
-           _HEAD.entry_hash == bindparam("old_hash"))
-    .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
-)
-_UPDATE_HEAD = PreparedStatement(
-    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(_HEAD.id == 1)
-    .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
-)
-_SET_BASE = PreparedStatement(
-    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(_HEAD.id == 1)
-    .values(base_seq=bindparam("base_seq"), base_hash=bindparam("base_hash"))
-)
-
-HEAD_KEY = "certgate_audit_head"
+# The head statements of an append inside a larger transaction, run on the session's driver
+# connection (certgate.store.session_sql): every admin write and audited decision runs them.
+_LOCK_HEAD = "SELECT seq, entry_hash, base_seq, base_hash FROM audit_head WHERE id = 1"
+_MOVE_HEAD_FROM = ("UPDATE audit_head SET seq = ?, entry_hash = ? "
+                   "WHERE id = 1 AND seq = ? AND entry_hash = ?")
+_SET_BASE = "UPDATE audit_head SET base_seq = ?, base_hash = ? WHERE id = 1"
 _GUESS_KEY = "certgate_audit_head_guess"
+HEAD_KEY = "certgate_audit_head"
 
 
 @dataclass
@@ -92,10 +71,12 @@ def lock_head(session: Session) -> LockedHead:
     if locked is not None and transaction is not None and locked[0] is transaction:
         head: LockedHead = locked[1]
         return head
-    rows = _LOCK_HEAD.rows(session)
+    sql = SessionSQL(session)
+    rows = sql.rows(_LOCK_HEAD + (" FOR UPDATE" if sql.dialect == POSTGRESQL else ""))
     if not rows:
-        raise AuditError("the audit chain has no head row: the database was not initialised")
-    head = LockedHead(*rows[0])
+        raise AuditError(NO_HEAD)
+    seq, entry_hash, base_seq, base_hash = rows[0]
+    head = LockedHead(int(seq), entry_hash, int(base_seq), base_hash)
     session.info[HEAD_KEY] = (transaction, head)
     return head
 
@@ -108,14 +89,14 @@ def lock_head_for_admin(session: Session) -> None:
     transaction is enough; the append then checks its guess of the head in the UPDATE that
     moves it, which saves reading the head on the ``attr grant`` path.
     """
-    if connection_of(session).dialect.name != "sqlite":
+    if session_connection(session).dialect.name != SQLITE:
         lock_head(session)
 
 
 def set_base(session: Session, base_seq: int, base_hash: str) -> None:
     """Move where the retained chain starts (pruning), under the head lock."""
     head = lock_head(session)
-    _SET_BASE.execute(session, {"base_seq": base_seq, "base_hash": base_hash})
+    SessionSQL(session).run(_SET_BASE, (base_seq, base_hash))
     head.base_seq, head.base_hash = base_seq, base_hash
 
 
@@ -129,56 +110,31 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     to that guess first and the head is moved with ``UPDATE ... WHERE seq = guess AND
     entry_hash = guess``: when it matches, that one statement both checks and locks the head
     (one round trip instead of a ``SELECT ... FOR UPDATE`` and an ``UPDATE``). When another
-    writer moved the head in between, nothing matched and the append starts again from the
-    locked head, so the chain never forks either way.
+    writer moved the head in between, or the transaction that made the guess was rolled back,
+    nothing matched and the append starts again from the locked head, so the chain never
+    forks either way.
     """
+    sql = SessionSQL(session)
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
     if events and not (locked is not None and locked[0] is transaction):
-        info = connection_of(session).info
+        info = session_connection(session).info
         guess = info.get(_GUESS_KEY)
         if guess is not None:
-            entries = _link_all(events, *guess)
-            moved = _MOVE_HEAD_FROM.execute(session, {
-                "old_seq": guess[0], "old_hash": guess[1],
-                "seq": entries[-1].seq, "entry_hash": entries[-1].entry_hash,
-            })
-            if moved == 1:
-                _insert(session, entries)
+            entries = link_all(events, *guess)
+            if sql.run(_MOVE_HEAD_FROM, (entries[-1].seq, entries[-1].entry_hash, *guess)) == 1:
+                sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
                 info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
                 return entries
     head = lock_head(session)
     if not events:
         return []
-    entries = _link_all(events, head.seq, head.entry_hash)
+    entries = link_all(events, head.seq, head.entry_hash)
     seq, entry_hash = entries[-1].seq, entries[-1].entry_hash
-    _insert(session, entries)
-    _UPDATE_HEAD.execute(session, {"seq": seq, "entry_hash": entry_hash})
+    sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
+    sql.run(MOVE_HEAD, (seq, entry_hash))
     head.seq, head.entry_hash = seq, entry_hash
-    connection_of(session).info[_GUESS_KEY] = (seq, entry_hash)
-    return entries
-
-
-def _insert(session: Session, entries: list[ChainEntry]) -> None:
-    """One executemany; the entries of one append share one timestamp, converted once."""
-    _INSERT.execute_many(session, [
-        {"seq": e.seq, "ts": e.ts, "event_type": e.event_type, "actor": e.actor,
-         "outcome": e.outcome, "user_name": e.user, "vm": e.vm, "serial": e.serial,
-         "source": e.source, "session_id": e.session_id, "details": e.details_json,
-         "prev_hash": e.prev_hash, "entry_hash": e.entry_hash}
-        for e in entries
-    ])
-
-
-def _link_all(events: Sequence[AuditEvent], seq: int, prev_hash: str) -> list[ChainEntry]:
-    now = datetime.now(UTC)
-    now_text = format_ts(now)
-    entries: list[ChainEntry] = []
-    for event in events:
-        seq += 1
-        entry = link(event, seq=seq, ts=now, prev_hash=prev_hash, ts_text=now_text)
-        entries.append(entry)
-        prev_hash = entry.entry_hash
+    session_connection(session).info[_GUESS_KEY] = (seq, entry_hash)
     return entries
 
 
@@ -210,34 +166,3 @@ def stream_entries(
             return
         yield from page
         last = page[-1].seq
-
-
-class AuditLog:
-    """The audit log of one installation."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def record(self, event: AuditEvent) -> ChainEntry:
-        """Append one event in its own transaction; raises AuditError if it is not durable."""
-        return self.record_many([event])[0]
-
-    def record_many(self, events: Sequence[AuditEvent], *,
-                    before: Sequence[Callable[[Session], None]] = ()) -> list[ChainEntry]:
-        """Append several events in one transaction (one commit, one fsync).
-
-        ``before`` runs in the same transaction first (e.g. inserting the session row that
-        ``session.start`` describes), so the rows and the events are committed together."""
-        try:
-            with self.database.write() as session:
-                for statement in before:
-                    statement(session)
-                return append_in(session, events)
-        except AuditError:
-            raise
-        except (CertgateError, SQLAlchemyError, OSError) as exc:
-            raise AuditError(f"cannot write the audit log: {exc}") from exc
-
-    def entries(self, *, after_seq: int = 0, batch: int = 1000) -> Iterator[ChainEntry]:
-        """Stream entries in chain order, a batch per read transaction."""
-        return stream_entries(self.database, after_seq=after_seq, batch=batch)

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from certgate.audit.chain import AuditEvent
 from certgate.audit.log import append_in
 from certgate.errors import ConflictError, NotFoundError
+from certgate.store.changes import flushed_connection
 from certgate.store.database import Database
 from certgate.store.schema import ConsoleSessionRow
 
@@ -110,14 +111,15 @@ class SessionStart:
         )
 
     def insert(self, session: Session) -> None:
-        """Insert the row (a Core INSERT: no ORM object to build and flush)."""
+        """Insert the row (a Core INSERT built once: no ORM object to build and flush, and
+        no ORM statement to build and compile per login)."""
         s = self.session
-        session.execute(insert(ConsoleSessionRow), [{
+        flushed_connection(session).execute(_INSERT, {
             "id": s.id, "user_name": s.user, "vm": s.vm, "identity_serial": s.identity_serial,
             "source": s.source, "privileges": list(s.privileges), "gateway_id": s.gateway_id,
             "started_at": s.started_at, "heartbeat_at": s.heartbeat_at, "status": LIVE,
             "bytes_in": 0, "bytes_out": 0, "recording_path": s.recording_path,
-        }])
+        })
 
 
 def start_session(
@@ -205,14 +207,25 @@ class SessionEnd:
         )
 
     def update(self, session: Session) -> None:
-        result = session.execute(
-            update(ConsoleSessionRow)
-            .where(ConsoleSessionRow.id == self.started.id, ConsoleSessionRow.status == LIVE)
-            .values(status=ENDED, ended_at=self.now, end_reason=self.reason,
-                    bytes_in=self.bytes_in, bytes_out=self.bytes_out,
-                    recording_sha256=self.recording_sha256, heartbeat_at=self.now))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        """A Core UPDATE built once: the ORM-enabled UPDATE built per session end cost
+        ~1.6 ms of CPU, more than the rest of the end's commit."""
+        result = flushed_connection(session).execute(_END, {
+            "session_id": self.started.id, "end_at": self.now, "reason": self.reason,
+            "in_bytes": self.bytes_in, "out_bytes": self.bytes_out,
+            "digest": self.recording_sha256})
+        if result.rowcount != 1:
             raise ConflictError(f"console session {self.started.id} is no longer live")
+
+
+_TABLE = ConsoleSessionRow.__table__
+_INSERT = insert(_TABLE)  # type: ignore[arg-type]
+_END = (
+    update(_TABLE)  # type: ignore[arg-type]
+    .where(_TABLE.c.id == bindparam("session_id"), _TABLE.c.status == LIVE)
+    .values(status=ENDED, ended_at=bindparam("end_at"), end_reason=bindparam("reason"),
+            bytes_in=bindparam("in_bytes"), bytes_out=bindparam("out_bytes"),
+            recording_sha256=bindparam("digest"), heartbeat_at=bindparam("end_at"))
+)
 
 
 def end_session(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from certgate.audit.recording import json_string_body
+from certgate.audit.recording import json_string
 from certgate.consolelog.settings import ConsoleLogSettings
 from certgate.errors import CertgateError
 
@@ -284,9 +284,8 @@ class ConsoleLogWriter:
             # An event: the bytes json.dumps writes, without its cost (the recorder's escaping;
             # bulk output spent most of this writer's time in json.dumps).
             elapsed, code, text = value
-            line = b'[%s, "%s", "%s"]\n' % (repr(float(elapsed)).encode(),
-                                            json_string_body(code.encode()),
-                                            json_string_body(text.encode()))
+            line = b'[%s, %s, %s]\n' % (repr(float(elapsed)).encode(), json_string(code),
+                                        json_string(text))
         else:
             line = (json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
                     + "\n").encode()

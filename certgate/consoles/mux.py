@@ -583,6 +583,14 @@ class ConsoleMux:
     def _remember(self, data: bytes) -> None:
         if self._limit == 0:
             return
+        if len(data) >= self._limit:
+            # Only the chunk's own tail stays: keep that alone rather than growing the
+            # buffer by the whole chunk first (under bulk output, chunks of up to 256 KiB).
+            start = len(data) - self._limit
+            newline = data.find(b"\n", start, start + _LINE_START_WINDOW)
+            self._scrollback = bytearray(memoryview(data)[newline + 1 if newline >= 0
+                                                          else start:])
+            return
         self._scrollback += data
         excess = len(self._scrollback) - self._limit
         if excess > 0:

@@ -9,13 +9,13 @@ sessions when the counter moves, and at no other time except known time boundari
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Connection, event, select, text, update
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from certgate.store.prepared import PreparedStatement
+from certgate.store import access_reads
 from certgate.store.schema import StoreChangesRow
+from certgate.store.session_sql import SessionSQL as SessionSQL  # its home before; kept
+from certgate.store.sql import POSTGRESQL
 
 CHANNEL = "certgate_changes"
 _FLAG = "certgate_changed"
@@ -26,14 +26,18 @@ def mark_changed(session: Session) -> None:
     session.info[_FLAG] = True
 
 
+_BUMP = "UPDATE store_changes SET counter = counter + 1 WHERE id = 1"
+
+
 def _bump(session: Session) -> None:
     if not session.info.pop(_FLAG, False):
         return
-    if _BUMP.execute(session) == 0:  # a schema made without the migration's seed row
+    sql = SessionSQL(session)
+    if sql.run(_BUMP) == 0:  # a schema made without the migration's seed row
         session.add(StoreChangesRow(id=1, counter=1))
         session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        _NOTIFY.execute(session)
+    if sql.dialect == POSTGRESQL:
+        sql.run(f"NOTIFY {CHANNEL}")
 
 
 def install(factory: sessionmaker[Session]) -> None:
@@ -50,15 +54,4 @@ def flushed_connection(session: Session) -> Connection:
 
 
 def read_counter(session: Session) -> int:
-    rows = _READ.rows(session)
-    value: Any = rows[0][0] if rows else None
-    return int(value or 0)
-
-
-# Built once and run on the driver (certgate.store.prepared): every decision reads the counter
-# and every access-changing write bumps it.
-_TABLE = StoreChangesRow.__table__
-_BUMP = PreparedStatement(update(_TABLE).where(_TABLE.c.id == 1).values(  # type: ignore[arg-type]
-    counter=_TABLE.c.counter + 1))
-_READ = PreparedStatement(select(_TABLE.c.counter).where(_TABLE.c.id == 1))
-_NOTIFY = PreparedStatement(text(f"NOTIFY {CHANNEL}"))
+    return access_reads.change_counter(SessionSQL(session))

@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certgate.audit.recording import AsciicastWriter, json_string_body, recording_path
+from certgate.audit.recording import (
+    IOV_MAX,
+    JOIN_BELOW,
+    MAX_BUFFER,
+    AsciicastWriter,
+    json_string,
+    recording_path,
+)
 from certgate.audit.replay import CastEvent, plan, play, read_cast
 from certgate.errors import CertgateError
 
@@ -142,13 +149,6 @@ def test_a_torn_last_line_from_a_crash_is_ignored(tmp_path: Path) -> None:
     assert list(events) == [CastEvent(0.1, "o", "ok")]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8")))
-def test_recorded_text_is_escaped_exactly_as_json_does(text: str) -> None:
-    quoted = json.dumps(text, ensure_ascii=False).encode()
-    assert b'"' + json_string_body(text.encode()) + b'"' == quoted
-
-
 def test_recording_lines_are_json_with_the_house_separators(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "s.cast"
@@ -183,20 +183,51 @@ def test_any_chunking_of_any_bytes_records_what_one_utf8_decoder_reads(
     assert recorded == b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def test_a_chunk_larger_than_the_escape_slice_is_one_exact_line(tmp_path: Path) -> None:
-    from certgate.audit.recording import ESCAPE_SLICE
-
+def test_a_chunk_larger_than_the_write_buffer_is_one_exact_line(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "big.cast"
-    # Escapes and a multi-byte character straddle every slice boundary.
-    unit = 'x' * (ESCAPE_SLICE - 3) + '"\\\r\n\x1b\u00e9'
-    text = unit * 3 + "end"
+    unit = "x" * (JOIN_BELOW - 3) + '"\\\r\n\x1b\u00e9'
+    text = unit * (MAX_BUFFER // JOIN_BELOW * 3) + "end"
     with AsciicastWriter(path, width=80, height=24, clock=clock) as writer:
+        writer.output(b"small first\r\n")
         clock.now += 0.5
         writer.output(text.encode())
-    last = path.read_bytes().split(b"\n")[-2].decode()
-    assert last == json.dumps([0.5, "o", text], ensure_ascii=False, separators=(", ", ": "))
+        writer.output(b"small after")
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-3].decode() == json.dumps([0.5, "o", text], ensure_ascii=False,
+                                            separators=(", ", ": "))
+    assert [json.loads(line)[2] for line in (lines[1], lines[-2])] == [
+        "small first\r\n", "small after"]
     assert writer.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_more_pending_events_than_writev_takes_are_all_written(tmp_path: Path) -> None:
+    """A burst of tiny outputs within one flush interval queues more lines than one
+    ``writev`` call accepts; every one of them reaches the file, in order."""
+    clock = FakeClock()
+    path = tmp_path / "burst.cast"
+    count = IOV_MAX * 3 + 7
+    with AsciicastWriter(path, width=80, height=24, clock=clock) as writer:
+        for n in range(count):
+            writer.output(b"%d " % n)
+    events = _lines(path)[1:]
+    assert "".join(e[2] for e in events) == "".join(f"{n} " for n in range(count))  # type: ignore[index]
+    assert writer.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_json_string_is_json_dumps_for_every_code_point() -> None:
+    """Every code point but the surrogates (which decoded bytes never hold), each beside
+    characters that escape, as the recorder's escaper and json write them."""
+    for block in range(0, 0x110000, 512):
+        text = "".join(f"{chr(cp)}\x1b\"{chr(cp)}\\"
+                       for cp in range(block, block + 512) if not 0xD800 <= cp < 0xE000)
+        assert json_string(text) == json.dumps(text, ensure_ascii=False).encode(), hex(block)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8")))
+def test_recorded_text_is_escaped_exactly_as_json_does(text: str) -> None:
+    assert json_string(text) == json.dumps(text, ensure_ascii=False).encode()
 
 
 def test_a_large_line_past_the_limit_is_dropped_whole(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,8 +139,9 @@ def test_a_session_start_and_end_built_in_memory_commit_like_the_readers_expect(
     in one transaction, the end from memory; a reaped session is not ended twice."""
     database = installation.database
     log = AuditLog(database)
-    start = SessionStart.new(user="alice", vm="vm1", identity_serial="0abc", source=None,
-                             privileges=["console.view"], gateway_id="gw1", now=T0)
+    start = SessionStart.new(user="alice", vm="vm1", identity_serial="0abc",
+                             source="192.0.2.9", privileges=["console.view", "console.interact"],
+                             gateway_id="gw1", recording_path="/r/s.cast", now=T0)
     decision = AuditEvent("access.decide", "gateway:gw1", outcome="allow", user="alice",
                           vm="vm1")
     entries = log.record_many([decision, start.event], before=[start.insert])
@@ -150,9 +152,10 @@ def test_a_session_start_and_end_built_in_memory_commit_like_the_readers_expect(
     end = SessionEnd(start.session, "user detached", bytes_in=3, bytes_out=40,
                      recording_sha256="cd" * 32, now=T0 + timedelta(seconds=90))
     log.record_many([end.event], before=[end.update])
-    ended = find_session(database, start.session.id)
-    assert (ended.status, ended.end_reason, ended.bytes_out, ended.recording_sha256) == (
-        "ended", "user detached", 40, "cd" * 32)
+    at = T0 + timedelta(seconds=90)
+    assert find_session(database, start.session.id) == replace(
+        start.session, status="ended", ended_at=at, heartbeat_at=at,
+        end_reason="user detached", bytes_in=3, bytes_out=40, recording_sha256="cd" * 32)
     assert _events(database, start.session.id)[-1][2] == {
         "reason": "user detached", "duration_seconds": 90.0, "bytes_in": 3, "bytes_out": 40,
         "recording_sha256": "cd" * 32}

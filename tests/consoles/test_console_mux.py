@@ -1,6 +1,8 @@
 """The multiplexer's rules, driven with plain calls (no sockets, no event loop)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certgate.consoles import (
     ConsoleClosed,
@@ -48,6 +50,26 @@ def test_scrollback_of_a_single_huge_line_is_cut_to_the_limit():
     mux = ConsoleMux(scrollback_limit=10)
     mux.backend_output(b"x" * 1000)
     assert mux.attach("late", VIEW) == b"x" * 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(limit=st.integers(1, 64),
+       chunks=st.lists(st.binary(max_size=200).map(lambda b: b.replace(b"\x00", b"\n")),
+                       max_size=12))
+def test_scrollback_is_what_the_line_rule_keeps_of_all_output_however_it_arrives(
+        limit: int, chunks: list[bytes]) -> None:
+    """Chunks longer than the scrollback (bulk output) keep the same bytes as the plain rule:
+    all output so far, cut at the first line start within 4 KiB past the limit."""
+    mux = ConsoleMux(scrollback_limit=limit)
+    expected = b""
+    for chunk in chunks:
+        mux.backend_output(chunk)
+        expected += chunk
+        excess = len(expected) - limit
+        if excess > 0:
+            newline = expected.find(b"\n", excess, excess + 4096)
+            expected = expected[newline + 1 if newline >= 0 else excess:]
+        assert mux.scrollback == expected
 
 
 def test_view_only_input_is_dropped_and_counted_never_forwarded():

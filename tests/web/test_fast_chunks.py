@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from review_samples import add_person, recorded_session, setup_fleet
 
 from certgate.audit import replay
-from certgate.audit.recording import json_string_body
 from certgate.audit.replay import cast_output, read_cast
 from certgate.errors import CertgateError
 from certgate.installation import Installation
@@ -83,9 +82,9 @@ def _event_line(draw: st.DrawFn, t: float, clean: bool) -> str:
         style = draw(st.sampled_from(["recorder", "ascii", "compact", "spaced", "odd"]))
     text = draw(_TEXT)
     if style == "recorder":
-        body = json_string_body(text.encode("utf-8", "surrogatepass")).decode(
-            "utf-8", "surrogatepass")
-        return f'[{time_text}, "{code}", "{body}"]'
+        # The recorder's spelling (json_string), with any lone surrogate left raw as json
+        # leaves it.
+        return f'[{time_text}, "{code}", {json.dumps(text, ensure_ascii=False)}]'
     if style == "ascii":
         return f'[{time_text}, "{code}", {json.dumps(text)}]'
     if style == "compact":

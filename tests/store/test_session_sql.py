@@ -1,6 +1,7 @@
-"""Statements run straight on the driver (``certgate.store.prepared``) behave as SQLAlchemy's own
-execution would, on both databases: same values back, pending ORM changes seen, errors as
-SQLAlchemy's types without the parameters, and PostgreSQL's change notification on commit."""
+"""SQL run on a session's driver connection (``certgate.store.session_sql``) behaves as
+SQLAlchemy's own execution would, on both databases: same values back, pending ORM changes
+seen, errors as SQLAlchemy's types without the parameters, and PostgreSQL's change
+notification on commit only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ca.attributes import AttributeSet
@@ -18,13 +19,11 @@ from certgate.errors import StoreError
 from certgate.installation import Installation
 from certgate.store import repositories as repo
 from certgate.store.changes import CHANNEL
-from certgate.store.prepared import PreparedStatement
 from certgate.store.schema import UserRow
+from certgate.store.session_sql import SessionSQL
 
 ATTRIBUTES = AttributeSet(roles=("operator",), groups=("ops", "db"), grants=("console.break",))
-_USER_NAMED = PreparedStatement(
-    select(UserRow.__table__.c.name, UserRow.__table__.c.email)
-    .where(UserRow.__table__.c.name == bindparam("name")))
+_USER_NAMED = "SELECT name, email FROM users WHERE name = ?"
 
 
 @pytest.fixture
@@ -57,16 +56,11 @@ def test_pending_orm_changes_are_flushed_before_a_statement_runs(
     with installation.database.write() as session:
         session.add(UserRow(name="carol", email="carol@example.org",
                             created_at=datetime.now(UTC)))
-        assert _USER_NAMED.rows(session, {"name": "carol"}) == [("carol", "carol@example.org")]
+        assert SessionSQL(session).rows(_USER_NAMED, ("carol",)) == [
+            ("carol", "carol@example.org")]
         session.rollback()
     with installation.database.read() as session:
-        assert _USER_NAMED.rows(session, {"name": "carol"}) == []
-
-
-def test_a_missing_parameter_is_named_before_anything_runs(installation: Installation) -> None:
-    with installation.database.read() as session, \
-            pytest.raises(KeyError, match="not given: name"):
-        _USER_NAMED.rows(session, {})
+        assert SessionSQL(session).rows(_USER_NAMED, ("carol",)) == []
 
 
 def test_a_driver_error_comes_back_as_sqlalchemys_without_the_parameters(
