@@ -8,6 +8,7 @@ config and (by default) an SQLite database. Several gateway replicas share state
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import tomllib
@@ -208,8 +209,26 @@ class Home:
         return with_password(url, password) if password else url
 
 
+_URL_SCHEME = re.compile(r"[\w+]+://")
+_USERINFO_END = re.compile(r"[:/]")
+
+
+def _may_hold_password(url: str) -> bool:
+    """False only when SQLAlchemy's URL grammar finds no password in ``url``: its password
+    follows the first ``:`` after ``scheme://`` (before any ``/``) and ends at an ``@``.
+    Lets the common URL (``user@host:port/db``) be judged without importing SQLAlchemy."""
+    scheme = _URL_SCHEME.match(url)
+    if scheme is None:
+        return False  # SQLAlchemy cannot parse it: no password either
+    rest = url[scheme.end():]
+    stop = _USERINFO_END.search(rest)
+    return stop is not None and stop.group() == ":" and "@" in rest[stop.end():]
+
+
 def make_url_password(url: str) -> str | None:
-    from sqlalchemy.engine import make_url  # only configs with a database URL need it
+    if not _may_hold_password(url):
+        return None
+    from sqlalchemy.engine import make_url  # only URLs with a password need it
     from sqlalchemy.exc import ArgumentError
 
     try:

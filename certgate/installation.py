@@ -12,16 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from sqlalchemy.orm import Session
 
+from certgate.audit.appending import AuditLog
 from certgate.audit.chain import AuditEvent
-from certgate.audit.log import AuditLog, lock_head
-from certgate.ca_service import CAService
 from certgate.home import Home, HomeConfig, read_passphrase
-from certgate.store.database import Database
+from certgate.store.sql import SQLDatabase
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from certgate.ca_service import CAService
+    from certgate.store.database import Database
 
 
 def cli_actor() -> str:
@@ -36,7 +40,13 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 class Installation:
-    """An opened home: config, database, audit log, trust anchors and the acting person."""
+    """An opened home: config, database, audit log, trust anchors and the acting person.
+
+    ``direct_store`` opens the store with its driver alone (``certgate.store.direct``) for the
+    access core and the audit log (``store``, ``audit``), so a short command that only decides
+    and records (``policy check``) does not import SQLAlchemy; ``database`` (SQLAlchemy) is
+    then opened only if something asks for it.
+    """
 
     def __init__(
         self,
@@ -45,18 +55,45 @@ class Installation:
         actor: str | None = None,
         passphrase: Callable[[], bytes] = read_passphrase,
         database: Database | None = None,
+        direct_store: bool = False,
     ) -> None:
         home.require()
         self.home = home
         self.config: HomeConfig = home.config()
-        self.database = database or Database(home.database_url())
-        self.audit = AuditLog(self.database)
+        self._url = home.database_url() if database is None else database.url
+        self._store: SQLDatabase | None = None
+        if database is not None:
+            self.__dict__["database"] = database
+        elif direct_store:
+            from certgate.store.direct import DirectDatabase, direct_dialect
+
+            if direct_dialect(self._url) is not None:
+                self._store = DirectDatabase(self._url)
         self.actor = actor or cli_actor()
         self._passphrase_source = passphrase
         self._passphrase: bytes | None = None
 
+    @cached_property
+    def database(self) -> Database:
+        """The store through SQLAlchemy: what every unit of work with the ORM uses."""
+        from certgate.store.database import Database
+
+        return Database(self._url)
+
+    @property
+    def store(self) -> SQLDatabase:
+        """The store for plain-SQL units of work (the access core, the audit log)."""
+        return self._store if self._store is not None else self.database
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.store)
+
     def close(self) -> None:
-        self.database.dispose()
+        if self._store is not None:
+            self._store.dispose()
+        if "database" in self.__dict__:
+            self.database.dispose()
 
     # -- key material --------------------------------------------------------------------------
 
@@ -78,6 +115,8 @@ class Installation:
     @cached_property
     def ca(self) -> CAService:
         """Issuing and revoking for this installation (keys are loaded on first signature)."""
+        from certgate.ca_service import CAService
+
         return CAService(self)
 
     # -- units of work -------------------------------------------------------------------------
@@ -89,6 +128,8 @@ class Installation:
         Taking the one lock up front serialises admin operations across processes (on
         PostgreSQL too), so policy versions and CRL numbers never race.
         """
+        from certgate.audit.log import lock_head
+
         with self.database.write() as session:
             lock_head(session)
             yield session

@@ -24,7 +24,7 @@ from ca.serials import format_serial
 from ca.timeutil import format_time
 from ca.verify import verify_attribute_certificate
 from certgate.access.model import Approval, Rejection, RejectionReason
-from certgate.store.repositories import IssuedCertificate
+from certgate.store.records import IssuedCertificate
 
 MAX_CACHED = 100_000
 

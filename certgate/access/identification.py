@@ -15,7 +15,7 @@ from cryptography import x509
 from ca.errors import VerificationError
 from ca.timeutil import format_time
 from ca.verify import verify_identity_certificate
-from certgate.store.repositories import IssuedCertificate
+from certgate.store.records import IssuedCertificate
 
 
 def _revocation_note(reason: str | None) -> str:

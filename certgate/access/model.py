@@ -13,7 +13,7 @@ from enum import StrEnum
 from ca.attributes import AttributeSet
 from certgate.errors import CertgateError
 from certgate.policy import Decision, Policy
-from certgate.store.repositories import VM
+from certgate.store.records import VM
 
 EMPTY_POLICY = Policy(rules=(), description="no policy applied: everything is denied")
 

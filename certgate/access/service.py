@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from sqlalchemy.orm import Session
 
 from ca import attribute_cert
 from ca.attributes import AttributeSet
@@ -64,7 +63,9 @@ from certgate.policy import (
 )
 from certgate.policy.boundaries import next_time_boundary
 from certgate.policy_cache import load_policy_cached
-from certgate.store import repositories as repo
+from certgate.store import access_reads as reads
+from certgate.store import records as repo
+from certgate.store.sql import SQL
 
 if TYPE_CHECKING:
     from certgate.installation import Installation
@@ -111,7 +112,7 @@ class _PolicyCache:
         self.policy: Policy = EMPTY_POLICY
         self.lock = threading.Lock()
 
-    def resolve(self, session: Session, snapshot: AccessSnapshot,
+    def resolve(self, sql: SQL, snapshot: AccessSnapshot,
                 cache_dir: Path | None) -> Policy:
         with self.lock:
             if snapshot.policy_version == 0:
@@ -119,13 +120,13 @@ class _PolicyCache:
                 return self.policy
             # Only a policy that takes sources from security groups pays for this lookup.
             current = self.version == snapshot.policy_version and not self.policy.source_groups
-            generation = -1 if current else groups_generation(session)
+            generation = -1 if current else groups_generation(sql)
             if self.version != snapshot.policy_version or (
                     generation != -1 and generation != self.groups_generation):
-                stored = snapshot.policy or repo.current_policy(session)
+                stored = snapshot.policy or reads.current_policy(sql)
                 assert stored is not None
                 policy = load_policy_cached(stored.source, stored.source_name, cache_dir)
-                self.policy = policy_with_groups(session, policy)
+                self.policy = policy_with_groups(sql, policy)
                 self.version, self.groups_generation = snapshot.policy_version, generation
             return self.policy
 
@@ -134,7 +135,7 @@ class AccessService:
     """Identity, attributes and decisions for one installation."""
 
     def __init__(self, installation: Installation, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.database = installation.database
+        self.database = installation.store
         self.clock = clock
         self.anchors = TrustAnchors(installation.root_certificate,
                                     installation.aa_certificate,
@@ -159,26 +160,26 @@ class AccessService:
         """Who presented ``credential``; AccessRefused (with the reason) if nobody valid."""
         at = at or self.clock.now()
         ssh_row: repo.IssuedCertificate | None = None
-        with self.database.snapshot() as session:
+        with self.database.snapshot_sql() as sql:
             if credential.kind == "openssh-cert":
                 ssh_row = next(
-                    (row for row in repo.ssh_certificates_for_key(session,
+                    (row for row in reads.ssh_certificates_for_key(sql,
                                                                   credential.key_fingerprint)
                      if row.der == credential.ssh_cert_blob), None)
                 if ssh_row is None:
                     raise AccessRefused(f"OpenSSH certificate for key "
                                         f"{credential.ssh_fingerprint} was not issued here")
-                holder = repo.find_certificate(session, ssh_row.holder_serial or "")
+                holder = reads.find_certificate(sql, ssh_row.holder_serial or "")
                 candidates = [holder] if holder else []
             elif credential.kind == "x509":
-                candidates = [self._x509_identity(session, credential)]
+                candidates = [self._x509_identity(sql, credential)]
             else:
-                candidates = repo.identities_for_key(session, credential.key_fingerprint)
+                candidates = reads.identities_for_key(sql, credential.key_fingerprint)
                 if not candidates:
                     raise AccessRefused(
                         f"no identity certificate is issued for key {credential.ssh_fingerprint}"
                     )
-            disabled = repo.disabled_users(session, {c.user for c in candidates})
+            disabled = reads.disabled_users(sql, {c.user for c in candidates})
         if ssh_row is not None:
             problem = ssh_certificate_problem(ssh_row, at)
             if problem:
@@ -196,14 +197,14 @@ class AccessService:
         raise AccessRefused("; ".join(problems) or "no valid identity certificate")
 
     @staticmethod
-    def _x509_identity(session: Session, credential: Credential) -> repo.IssuedCertificate:
+    def _x509_identity(sql: SQL, credential: Credential) -> repo.IssuedCertificate:
         """The presented X.509 certificate must be, byte for byte, one we issued."""
         refusal = AccessRefused("the X.509 certificate was not issued by this gateway's CA")
         try:
             cert = x509.load_der_x509_certificate(credential.x509_der or b"")
         except (ValueError, x509.InvalidVersion) as exc:
             raise refusal from exc
-        row = repo.find_certificate(session, format_serial(cert.serial_number))
+        row = reads.find_certificate(sql, format_serial(cert.serial_number))
         if row is None or row.kind != repo.IDENTITY or row.der != credential.x509_der:
             raise refusal
         return row
@@ -212,8 +213,8 @@ class AccessService:
         """The identity ``user`` holds at ``at`` (their newest valid identity certificate),
         for decisions about a user rather than a login (``policy check``, web pages)."""
         at = at or self.clock.now()
-        with self.database.read() as session:
-            row = repo.current_identity(session, user, at)
+        with self.database.read_sql() as sql:
+            row = reads.current_identity(sql, user, at)
         if row is None:
             raise CertgateError(f"user {user} has no valid identity certificate")
         return Identity(user, row.serial, row.not_after,
@@ -223,14 +224,14 @@ class AccessService:
 
     def _snapshot(self, identity: Identity, vm_names: list[str] | None,
                   at: datetime) -> AccessSnapshot:
-        with self.database.snapshot() as session:
+        with self.database.snapshot_sql() as sql:
             snapshot = read_snapshot(
-                session, identity_serial=identity.serial,
+                sql, identity_serial=identity.serial,
                 ssh_cert_serial=identity.ssh_cert_serial, vm_names=vm_names,
                 acs_unexpired_at=at - EXPIRED_LOOKBACK,
                 cached_policy_version=self._policy.version, fleet=self._fleet,
             )
-            policy = self._policy.resolve(session, snapshot, self._policy_cache_dir)
+            policy = self._policy.resolve(sql, snapshot, self._policy_cache_dir)
         return replace(snapshot, resolved_policy=policy)
 
     def _identity_problem(self, identity: Identity, snapshot: AccessSnapshot,
@@ -357,11 +358,11 @@ class AccessService:
     def current_policy(self) -> tuple[int, Policy]:
         """The policy in force: its version and the parsed policy (security-group sources
         resolved), as the next decision will see it."""
-        with self.database.snapshot() as session:
-            version = repo.current_policy_number(session)
-            stored = repo.current_policy(session) if version != self._policy.version else None
+        with self.database.snapshot_sql() as sql:
+            version = reads.current_policy_number(sql)
+            stored = reads.current_policy(sql) if version != self._policy.version else None
             snapshot = AccessSnapshot(None, None, (), (), version, stored)
-            policy = self._policy.resolve(session, snapshot, self._policy_cache_dir)
+            policy = self._policy.resolve(sql, snapshot, self._policy_cache_dir)
         return version, policy
 
     def may(self, user: str, privilege: str, vm_name: str, source: str | None,
@@ -378,13 +379,13 @@ class AccessService:
         change every live session is re-decided with a handful of queries in total."""
         at = at or self.clock.now()
         keys = [(g.identity.serial, g.identity.ssh_cert_serial) for g, _, _ in sessions]
-        with self.database.snapshot() as session:
-            snapshots = read_snapshots(session, identities=keys,
+        with self.database.snapshot_sql() as sql:
+            snapshots = read_snapshots(sql, identities=keys,
                                        acs_unexpired_at=at - EXPIRED_LOOKBACK,
                                        cached_policy_version=self._policy.version,
                                        fleet=self._fleet)
             if snapshots:
-                policy = self._policy.resolve(session, next(iter(snapshots.values())),
+                policy = self._policy.resolve(sql, next(iter(snapshots.values())),
                                               self._policy_cache_dir)
                 snapshots = {k: replace(v, resolved_policy=policy)
                              for k, v in snapshots.items()}
@@ -432,9 +433,9 @@ class AccessService:
         at = at or self.clock.now()
         ac = attribute_cert.parse_attribute_certificate(data)
         serial, holder_serial = format_serial(ac.serial), format_serial(ac.holder_serial)
-        with self.database.snapshot() as session:
-            holder_row = repo.find_certificate(session, holder_serial)
-            stored = repo.find_certificate(session, serial)
+        with self.database.snapshot_sql() as sql:
+            holder_row = reads.find_certificate(sql, holder_serial)
+            stored = reads.find_certificate(sql, serial)
         error: str | None = None
         attributes: AttributeSet | None = ac.attributes
         if holder_row is None or holder_row.kind != repo.IDENTITY:

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from certgate.policy import Policy
-from certgate.store import repositories as repo
+from certgate.store import access_reads as reads
+from certgate.store import records as repo
+from certgate.store.sql import SQL
 
 
 @dataclass(frozen=True)
@@ -46,23 +46,23 @@ class FleetCache:
         self._counter = -1
         self._vms: tuple[repo.VM, ...] = ()
 
-    def vms(self, session: Session, counter: int) -> tuple[repo.VM, ...]:
-        """Every VM as of ``counter``, which ``session``'s transaction has just read."""
+    def vms(self, sql: SQL, counter: int) -> tuple[repo.VM, ...]:
+        """Every VM as of ``counter``, which ``sql``'s transaction has just read."""
         with self._lock:
             if counter == self._counter:
                 return self._vms
-        vms = tuple(repo.list_vms(session))
+        vms = tuple(reads.list_vms(sql))
         with self._lock:
             self._counter, self._vms = counter, vms
         return vms
 
 
-def _every_vm(session: Session, counter: int, fleet: FleetCache | None) -> tuple[repo.VM, ...]:
-    return fleet.vms(session, counter) if fleet is not None else tuple(repo.list_vms(session))
+def _every_vm(sql: SQL, counter: int, fleet: FleetCache | None) -> tuple[repo.VM, ...]:
+    return fleet.vms(sql, counter) if fleet is not None else tuple(reads.list_vms(sql))
 
 
 def read_snapshot(
-    session: Session,
+    sql: SQL,
     *,
     identity_serial: str,
     ssh_cert_serial: str | None,
@@ -71,27 +71,27 @@ def read_snapshot(
     cached_policy_version: int,
     fleet: FleetCache | None = None,
 ) -> AccessSnapshot:
-    """Read in ``session`` (one transaction); ``vm_names`` None means every VM (through
+    """Read in ``sql`` (one transaction); ``vm_names`` None means every VM (through
     ``fleet`` when given)."""
-    counter = repo.change_counter(session)
-    identity = repo.find_certificate(session, identity_serial)
-    ssh_certificate = (repo.find_certificate(session, ssh_cert_serial)
+    counter = reads.change_counter(sql)
+    identity = reads.find_certificate(sql, identity_serial)
+    ssh_certificate = (reads.find_certificate(sql, ssh_cert_serial)
                        if ssh_cert_serial else None)
-    acs = repo.attribute_certificates_for_holder(
-        session, identity_serial, unexpired_at=acs_unexpired_at)
+    acs = reads.attribute_certificates_for_holder(
+        sql, identity_serial, unexpired_at=acs_unexpired_at)
     if vm_names is None:
-        vms = _every_vm(session, counter, fleet)
+        vms = _every_vm(sql, counter, fleet)
     else:
-        vms = tuple(vm for vm in (repo.find_vm(session, name) for name in vm_names) if vm)
-    version = repo.current_policy_number(session)
-    policy = repo.current_policy(session) if version != cached_policy_version else None
-    disabled = bool(identity and repo.disabled_users(session, [identity.user]))
+        vms = tuple(vm for vm in (reads.find_vm(sql, name) for name in vm_names) if vm)
+    version = reads.current_policy_number(sql)
+    policy = reads.current_policy(sql) if version != cached_policy_version else None
+    disabled = bool(identity and reads.disabled_users(sql, [identity.user]))
     return AccessSnapshot(identity, ssh_certificate, tuple(acs), vms, version, policy,
                           disabled, counter)
 
 
 def read_snapshots(
-    session: Session,
+    sql: SQL,
     *,
     identities: Sequence[tuple[str, str | None]],
     acs_unexpired_at: datetime,
@@ -101,15 +101,15 @@ def read_snapshots(
     """Snapshots for many identities (serial, OpenSSH certificate serial) from one
     transaction and a handful of queries: the re-check of every live session after a change.
     Each holds every VM (through ``fleet`` when given)."""
-    counter = repo.change_counter(session)
+    counter = reads.change_counter(sql)
     serials = {serial for serial, _ in identities} | {ssh for _, ssh in identities if ssh}
-    certificates = repo.certificates_by_serial(session, serials)
-    acs = repo.attribute_certificates_for_holders(
-        session, {serial for serial, _ in identities}, unexpired_at=acs_unexpired_at)
-    vms = _every_vm(session, counter, fleet)
-    version = repo.current_policy_number(session)
-    policy = repo.current_policy(session) if version != cached_policy_version else None
-    disabled = repo.disabled_users(session, {c.user for c in certificates.values()})
+    certificates = reads.certificates_by_serial(sql, serials)
+    acs = reads.attribute_certificates_for_holders(
+        sql, {serial for serial, _ in identities}, unexpired_at=acs_unexpired_at)
+    vms = _every_vm(sql, counter, fleet)
+    version = reads.current_policy_number(sql)
+    policy = reads.current_policy(sql) if version != cached_policy_version else None
+    disabled = reads.disabled_users(sql, {c.user for c in certificates.values()})
     snapshots = {}
     for serial, ssh in identities:
         identity = certificates.get(serial)

@@ -9,20 +9,21 @@ fact: either both are committed or neither is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from certgate.audit.chain import AuditEvent, ChainEntry, format_ts, link
-from certgate.errors import AuditError, CertgateError
+from certgate.audit.appending import INSERT_EVENTS, NO_HEAD, event_rows, link_all
+from certgate.audit.appending import AuditLog as AuditLog  # its home before; kept importable
+from certgate.audit.chain import AuditEvent, ChainEntry
+from certgate.errors import AuditError
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow, AuditHeadRow
+from certgate.store.sql import for_driver
 
 
 def entry_from_row(row: AuditEventRow) -> ChainEntry:
@@ -93,7 +94,7 @@ def lock_head(session: Session) -> AuditHeadRow:
         return head_row
     head = session.execute(_LOCK_HEAD).scalar_one_or_none()
     if head is None:
-        raise AuditError("the audit chain has no head row: the database was not initialised")
+        raise AuditError(NO_HEAD)
     session.info[HEAD_KEY] = (transaction, head)
     return head
 
@@ -117,7 +118,7 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
         connection = session.connection()
         guess = connection.info.get(_GUESS_KEY)
         if guess is not None:
-            entries = _link_all(events, *guess)
+            entries = link_all(events, *guess)
             moved = connection.execute(_MOVE_HEAD_FROM, {
                 "old_seq": guess[0], "old_hash": guess[1],
                 "seq": entries[-1].seq, "entry_hash": entries[-1].entry_hash,
@@ -129,7 +130,7 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     head = lock_head(session)
     if not events:
         return []
-    entries = _link_all(events, head.seq, head.entry_hash)
+    entries = link_all(events, head.seq, head.entry_hash)
     seq, entry_hash = entries[-1].seq, entries[-1].entry_hash
     connection = session.connection()
     _insert(connection, entries)
@@ -142,42 +143,18 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     return entries
 
 
-_COLUMNS = ("seq", "ts", "event_type", "actor", "outcome", "user_name", "vm", "serial", "source",
-            "session_id", "details", "prev_hash", "entry_hash")
-
-
 def _insert(connection: Connection, entries: list[ChainEntry]) -> None:
-    """One executemany of plain tuples straight to the driver.
+    """One executemany of plain tuples straight to the driver (``INSERT_EVENTS``, shared with
+    ``certgate.audit.appending.append_with``).
 
     The entries of one append share one timestamp, so its column conversion runs once, not
     once per row as SQLAlchemy's per-row bind processing would (a third of an append's CPU).
     """
-    dialect = connection.dialect
-    placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
     if any(entry.ts is not entries[0].ts for entry in entries):
         connection.execute(_INSERT, [_row_values(e) for e in entries])
         return
-    process = AuditEventRow.__table__.c.ts.type.bind_processor(dialect)
-    ts = process(entries[0].ts) if process is not None else entries[0].ts
-    statement = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "
-                 f"VALUES ({', '.join([placeholder] * len(_COLUMNS))})")
-    connection.exec_driver_sql(statement, [
-        (e.seq, ts, e.event_type, e.actor, e.outcome, e.user, e.vm, e.serial, e.source,
-         e.session_id, e.details_json, e.prev_hash, e.entry_hash)
-        for e in entries
-    ])
-
-
-def _link_all(events: Sequence[AuditEvent], seq: int, prev_hash: str) -> list[ChainEntry]:
-    now = datetime.now(UTC)
-    now_text = format_ts(now)
-    entries: list[ChainEntry] = []
-    for event in events:
-        seq += 1
-        entry = link(event, seq=seq, ts=now, prev_hash=prev_hash, ts_text=now_text)
-        entries.append(entry)
-        prev_hash = entry.entry_hash
-    return entries
+    dialect = connection.dialect.name
+    connection.exec_driver_sql(for_driver(INSERT_EVENTS, dialect), event_rows(entries, dialect))
 
 
 def stream_entries(
@@ -208,34 +185,3 @@ def stream_entries(
             return
         yield from page
         last = page[-1].seq
-
-
-class AuditLog:
-    """The audit log of one installation."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-
-    def record(self, event: AuditEvent) -> ChainEntry:
-        """Append one event in its own transaction; raises AuditError if it is not durable."""
-        return self.record_many([event])[0]
-
-    def record_many(self, events: Sequence[AuditEvent], *,
-                    before: Sequence[Callable[[Session], None]] = ()) -> list[ChainEntry]:
-        """Append several events in one transaction (one commit, one fsync).
-
-        ``before`` runs in the same transaction first (e.g. inserting the session row that
-        ``session.start`` describes), so the rows and the events are committed together."""
-        try:
-            with self.database.write() as session:
-                for statement in before:
-                    statement(session)
-                return append_in(session, events)
-        except AuditError:
-            raise
-        except (CertgateError, SQLAlchemyError, OSError) as exc:
-            raise AuditError(f"cannot write the audit log: {exc}") from exc
-
-    def entries(self, *, after_seq: int = 0, batch: int = 1000) -> Iterator[ChainEntry]:
-        """Stream entries in chain order, a batch per read transaction."""
-        return stream_entries(self.database, after_seq=after_seq, batch=batch)

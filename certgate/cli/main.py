@@ -35,11 +35,14 @@ class AppContext:
         self._installation: Installation | None = None
         self.command_path = "certgate"
 
-    def installation(self) -> Installation:
+    def installation(self, *, direct_store: bool = False) -> Installation:
+        """The opened installation; ``direct_store`` opens its store with the driver alone
+        for the access core and the audit log (``Installation``), which spares a command that
+        only decides and records the import of SQLAlchemy."""
         if self._installation is None:
-            from certgate.installation import Installation  # SQLAlchemy & co.: ~1 s of imports
+            from certgate.installation import Installation
 
-            self._installation = Installation(self.home)
+            self._installation = Installation(self.home, direct_store=direct_store)
         return self._installation
 
     @property

@@ -13,12 +13,8 @@ from certgate.cli.streams import read_input
 from certgate.cli.values import parse_time_option
 from certgate.display import printable
 from certgate.errors import CertgateError
-from certgate.fleet import (
-    apply_policy,
-)
 from certgate.policy import VIEW
 from certgate.policy.model import sorted_privileges
-from certgate.store import repositories as repo
 
 
 def add_commands(cli: click.Group) -> None:
@@ -35,6 +31,7 @@ def policy_group() -> None:
 @pass_app
 def policy_apply(app: AppContext, file: str) -> None:
     """Validate a policy file and make it the policy in force (a new version)."""
+    from certgate.fleet import apply_policy
     from certgate.policy.loader import decode_policy  # the YAML parser: only where it parses
     from certgate.policy.yamlnodes import MAX_POLICY_CHARS
 
@@ -53,6 +50,8 @@ def policy_apply(app: AppContext, file: str) -> None:
 @pass_app
 def policy_show(app: AppContext, version: int | None, as_json: bool) -> None:
     """Print the policy in force (or an earlier version)."""
+    from certgate.store import repositories as repo
+
     inst = app.installation()
     with inst.database.read() as session:
         if version is None:
@@ -90,7 +89,9 @@ def policy_check(app: AppContext, user: str, vm: str, source: str | None,
     at = parse_time_option(at_text)
     if source is not None:
         source = _parse_source(source)
-    inst = app.installation()
+    # The driver alone opens the store: the same statements as the gateway's, without
+    # importing SQLAlchemy (most of this command's time otherwise; docs/benchmarks.md).
+    inst = app.installation(direct_store=True)
     grant = AccessService(inst).may(user, VIEW, vm, source, at)
     decision = grant.decision
     rejected = [str(r) for r in grant.approval.rejected]

@@ -6,27 +6,33 @@ cache on ``groups_generation``, so a decision never reads the groups itself.
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from certgate.errors import ConflictError
 from certgate.policy import Policy, PolicyError
 from certgate.policy.source_groups import resolve_source_groups
-from certgate.store import secgroup_repository as repo
+from certgate.store import access_reads, secgroup_reads
+from certgate.store.sql import SQL
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
-def groups_generation(session: Session) -> int:
-    return repo.generation(session)
+def groups_generation(sql: SQL) -> int:
+    return access_reads.security_groups_generation(sql)
 
 
-def policy_with_groups(session: Session, policy: Policy) -> Policy:
+def policy_with_groups(sql: SQL, policy: Policy) -> Policy:
     names = sorted(policy.source_groups)
     if not names:
         return policy
-    return resolve_source_groups(policy, repo.source_whitelists(session, names))
+    return resolve_source_groups(policy, secgroup_reads.source_whitelists(sql, names))
 
 
 def check_policy_groups(session: Session, policy: Policy) -> None:
     """Refuse a policy that names a security group that does not exist."""
+    from certgate.store import secgroup_repository as repo
+
     names = sorted(policy.source_groups)
     if not names:
         return

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certgate.errors import StoreError
 from certgate.store import changes
+from certgate.store.sql import SQLITE_PRAGMAS
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
+    from certgate.store.changes import SessionSQL
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
@@ -36,10 +36,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        for pragma in SQLITE_PRAGMAS:  # shared with certgate.store.direct
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -105,6 +103,24 @@ class Database:
         """A write transaction: committed when the block ends, rolled back on any error."""
         with self._guard(), self._write() as session, session.begin():
             yield session
+
+    # The same units of work as plain-SQL transactions (``certgate.store.sql.SQL``), for the
+    # statements shared with ``certgate.store.direct``.
+
+    @contextmanager
+    def read_sql(self) -> Iterator[SessionSQL]:
+        with self.read() as session:
+            yield changes.SessionSQL(session)
+
+    @contextmanager
+    def snapshot_sql(self) -> Iterator[SessionSQL]:
+        with self.snapshot() as session:
+            yield changes.SessionSQL(session)
+
+    @contextmanager
+    def write_sql(self) -> Iterator[SessionSQL]:
+        with self.write() as session:
+            yield changes.SessionSQL(session)
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

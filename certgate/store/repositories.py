@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certgate.errors import ConflictError, NotFoundError
-from certgate.store.changes import flushed_connection, mark_changed, read_counter
+from certgate.store import access_reads as reads
+from certgate.store.changes import SessionSQL, mark_changed
+
+# The records live apart so the access core can use them without SQLAlchemy; they are
+# re-exported here, where callers have always found them.
+from certgate.store.records import ATTRIBUTE as ATTRIBUTE
+from certgate.store.records import IDENTITY as IDENTITY
+from certgate.store.records import SSH as SSH
+from certgate.store.records import VM as VM
+from certgate.store.records import IssuedCertificate as IssuedCertificate
+from certgate.store.records import PolicyVersion as PolicyVersion
+from certgate.store.records import User as User
+from certgate.store.records import now as now
 from certgate.store.schema import (
     AuditHeadRow,
     CertificateRow,
@@ -23,98 +34,6 @@ from certgate.store.schema import (
     VMNicRow,
     VMRow,
 )
-
-IDENTITY = "identity"
-ATTRIBUTE = "attribute"
-SSH = "ssh"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    email: str | None
-    created_at: datetime
-    disabled_at: datetime | None = None
-    removed_at: datetime | None = None
-
-    @property
-    def state(self) -> str:
-        """active, disabled or removed."""
-        if self.removed_at is not None:
-            return "removed"
-        return "disabled" if self.disabled_at is not None else "active"
-
-
-@dataclass(frozen=True)
-class IssuedCertificate:
-    serial: str
-    kind: str
-    user: str
-    holder_serial: str | None
-    key_fingerprint: str | None
-    subject: str
-    attributes: dict[str, Any] | None
-    targets: list[str] | None
-    not_before: datetime
-    not_after: datetime
-    issued_at: datetime
-    status: str
-    revoked_at: datetime | None
-    revocation_reason: str | None
-    der: bytes
-    user_id: int = 0
-
-    def state_at(self, at: datetime) -> str:
-        """revoked, expired, not-yet-valid or valid: what an operator wants to see."""
-        if self.status == "revoked":
-            return "revoked"
-        if at >= self.not_after:
-            return "expired"
-        if at < self.not_before:
-            return "not-yet-valid"
-        return "valid"
-
-    def summary(self, at: datetime) -> dict[str, Any]:
-        return {
-            "serial": self.serial,
-            "kind": self.kind,
-            "user": self.user,
-            "holder_serial": self.holder_serial,
-            "subject": self.subject,
-            "attributes": self.attributes,
-            "targets": self.targets,
-            "not_before": self.not_before.isoformat(),
-            "not_after": self.not_after.isoformat(),
-            "issued_at": self.issued_at.isoformat(),
-            "state": self.state_at(at),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "revocation_reason": self.revocation_reason,
-        }
-
-
-@dataclass(frozen=True)
-class VM:
-    name: str
-    console_uri: str
-    labels: dict[str, str]
-    created_at: datetime
-    keep: str | None = None
-    escape: str | None = None
-
-
-@dataclass(frozen=True)
-class PolicyVersion:
-    version: int
-    source: str
-    source_name: str
-    fingerprint: str
-    applied_at: datetime
-    applied_by: str
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 # -- users ------------------------------------------------------------------------------------
 
@@ -170,20 +89,9 @@ def mark_user_removed(session: Session, name: str, at: datetime) -> User:
     return _user(row)
 
 
-_DISABLED_AMONG = select(UserRow.__table__.c.name).where(
-    UserRow.__table__.c.name.in_(bindparam("names", expanding=True)),
-    UserRow.__table__.c.disabled_at.is_not(None))
-
-
 def disabled_users(session: Session, names: Iterable[str]) -> frozenset[str]:
     """Which of ``names`` are disabled (or removed) now."""
-    wanted = sorted(set(names))
-    found: set[str] = set()
-    connection = flushed_connection(session)
-    for start in range(0, len(wanted), 500):
-        found.update(connection.execute(
-            _DISABLED_AMONG, {"names": wanted[start:start + 500]}).scalars())
-    return frozenset(found)
+    return reads.disabled_users(SessionSQL(session), names)
 
 
 # -- key bindings -----------------------------------------------------------------------------
@@ -350,75 +258,25 @@ def get_certificate(session: Session, serial: str) -> IssuedCertificate:
     return found[0]
 
 
-# The reads every decision and every grant makes are built once: constructing a SELECT cost
-# more than running it (~1 ms against ~0.2 ms on this machine), and Core rows skip the ORM.
-_CERTIFICATE_COLUMNS = select(
-    *CertificateRow.__table__.columns, UserRow.__table__.c.name.label("user_name")
-).join_from(CertificateRow.__table__, UserRow.__table__,
-            CertificateRow.__table__.c.user_id == UserRow.__table__.c.id)
-_C = CertificateRow.__table__.c
-_FIND_CERTIFICATE = _CERTIFICATE_COLUMNS.where(_C.serial == bindparam("serial"))
-_CURRENT_IDENTITY = (
-    _CERTIFICATE_COLUMNS
-    .where(UserRow.__table__.c.name == bindparam("user"), _C.kind == IDENTITY,
-           _C.status == "valid", _C.not_before <= bindparam("at"), _C.not_after > bindparam("at"))
-    .order_by(_C.not_before.desc(), _C.id.desc())
-    .limit(1)
-)
-_HOLDER_ACS = (_CERTIFICATE_COLUMNS
-               .where(_C.kind == ATTRIBUTE, _C.holder_serial == bindparam("holder"))
-               .order_by(_C.issued_at, _C.id))
-_HOLDER_ACS_UNEXPIRED = (
-    _CERTIFICATE_COLUMNS
-    .where(_C.kind == ATTRIBUTE, _C.holder_serial == bindparam("holder"),
-           _C.not_after > bindparam("at"))
-    .order_by(_C.issued_at, _C.id)
-)
-
-
-def _certificate_of_row(row: Any) -> IssuedCertificate:
-    return IssuedCertificate(
-        serial=row.serial, kind=row.kind, user=row.user_name, holder_serial=row.holder_serial,
-        key_fingerprint=row.key_fingerprint, subject=row.subject, attributes=row.attributes,
-        targets=row.targets, not_before=row.not_before, not_after=row.not_after,
-        issued_at=row.issued_at, status=row.status, revoked_at=row.revoked_at,
-        revocation_reason=row.revocation_reason, der=row.der, user_id=row.user_id,
-    )
-
-
-def _read_certificates(session: Session, statement: Any,
-                       parameters: dict[str, Any]) -> list[IssuedCertificate]:
-    rows = flushed_connection(session).execute(statement, parameters)
-    return [_certificate_of_row(row) for row in rows]
+# The reads every decision makes are plain SQL shared with the access core
+# (certgate.store.access_reads), so ``policy check`` runs them without SQLAlchemy.
 
 
 def find_certificate(session: Session, serial: str) -> IssuedCertificate | None:
-    found = _read_certificates(session, _FIND_CERTIFICATE, {"serial": serial})
-    return found[0] if found else None
+    return reads.find_certificate(SessionSQL(session), serial)
 
 
 def certificates_by_serial(session: Session, serials: Iterable[str]
                            ) -> dict[str, IssuedCertificate]:
-    wanted = sorted(set(serials))
-    found: dict[str, IssuedCertificate] = {}
-    for start in range(0, len(wanted), 500):
-        for cert in _certificates(session, CertificateRow.serial.in_(wanted[start:start + 500])):
-            found[cert.serial] = cert
-    return found
+    return reads.certificates_by_serial(SessionSQL(session), serials)
 
 
 def attribute_certificates_for_holders(
     session: Session, holder_serials: Iterable[str], *, unexpired_at: datetime
 ) -> dict[str, list[IssuedCertificate]]:
     """ACs of many identities at once (the batched re-check after a change)."""
-    wanted = sorted(set(holder_serials))
-    found: dict[str, list[IssuedCertificate]] = {serial: [] for serial in wanted}
-    for start in range(0, len(wanted), 500):
-        for cert in _certificates(session, CertificateRow.kind == ATTRIBUTE,
-                                  CertificateRow.holder_serial.in_(wanted[start:start + 500]),
-                                  CertificateRow.not_after > unexpired_at):
-            found[cert.holder_serial or ""].append(cert)
-    return found
+    return reads.attribute_certificates_for_holders(SessionSQL(session), holder_serials,
+                                                    unexpired_at=unexpired_at)
 
 
 def certificates_of(
@@ -434,46 +292,24 @@ def certificates_of(
 
 def current_identity(session: Session, user: str, at: datetime) -> IssuedCertificate | None:
     """The newest identity certificate of ``user`` valid at ``at``, in one query."""
-    found = _read_certificates(session, _CURRENT_IDENTITY, {"user": user, "at": at})
-    if not found:
-        _user_row(session, user)  # an unknown user is its own error
-        return None
-    return found[0]
+    return reads.current_identity(SessionSQL(session), user, at)
 
 
 def identities_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
-    """The identity certificates issued for a key to the user the key is bound to; when no
-    one holds it any more, every identity ever issued for it (all revoked or expired), so a
-    refusal can say which and why."""
-    owner = session.execute(select(KeyBindingRow.user_id).where(
-        KeyBindingRow.key_fingerprint == key_fingerprint)).scalar_one_or_none()
-    conditions = [CertificateRow.kind == IDENTITY,
-                  CertificateRow.key_fingerprint == key_fingerprint]
-    if owner is not None:
-        conditions.append(CertificateRow.user_id == owner)
-    return _certificates(session, *conditions)
+    """See ``certgate.store.access_reads.identities_for_key``."""
+    return reads.identities_for_key(SessionSQL(session), key_fingerprint)
 
 
 def ssh_certificates_for_key(session: Session, key_fingerprint: str) -> list[IssuedCertificate]:
-    return _certificates(
-        session,
-        CertificateRow.kind == SSH,
-        CertificateRow.key_fingerprint == key_fingerprint,
-    )
+    return reads.ssh_certificates_for_key(SessionSQL(session), key_fingerprint)
 
 
 def attribute_certificates_for_holder(
     session: Session, holder_serial: str, *, unexpired_at: datetime | None = None
 ) -> list[IssuedCertificate]:
-    """ACs bound to an identity; with ``unexpired_at``, only those not yet expired then.
-
-    The gateway asks on every login and every live re-check: filtering in SQL keeps that cost
-    flat however many short-lived ACs a user has collected over the years.
-    """
-    if unexpired_at is None:
-        return _read_certificates(session, _HOLDER_ACS, {"holder": holder_serial})
-    return _read_certificates(session, _HOLDER_ACS_UNEXPIRED,
-                              {"holder": holder_serial, "at": unexpired_at})
+    """ACs bound to an identity; with ``unexpired_at``, only those not yet expired then."""
+    return reads.attribute_certificates_for_holder(SessionSQL(session), holder_serial,
+                                                   unexpired_at=unexpired_at)
 
 
 def revoke_certificate(
@@ -563,25 +399,12 @@ def get_vm(session: Session, name: str) -> VM:
     return _vm(row)
 
 
-_FIND_VM = select(VMRow).where(VMRow.name == bindparam("name"))
-
-
 def find_vm(session: Session, name: str) -> VM | None:
-    row = session.execute(_FIND_VM, {"name": name}).scalar_one_or_none()
-    return _vm(row) if row else None
-
-
-_VM_COLUMNS = VMRow.__table__.c
-_LIST_VMS = select(_VM_COLUMNS.name, _VM_COLUMNS.console_uri, _VM_COLUMNS.labels,
-                   _VM_COLUMNS.created_at, _VM_COLUMNS.keep,
-                   _VM_COLUMNS.escape).order_by(_VM_COLUMNS.name)
+    return reads.find_vm(SessionSQL(session), name)
 
 
 def list_vms(session: Session) -> list[VM]:
-    # Core rows: listing a 10k-VM fleet through ORM objects cost ~3x as much.
-    return [VM(name, console_uri, dict(labels or {}), created_at, keep, escape)
-            for name, console_uri, labels, created_at, keep, escape
-            in flushed_connection(session).execute(_LIST_VMS)]
+    return reads.list_vms(SessionSQL(session))
 
 
 def remove_vm(session: Session, name: str) -> VM:
@@ -637,26 +460,20 @@ def policy_version(session: Session, version: int) -> PolicyVersion | None:
     return _policy(row) if row else None
 
 
-_CURRENT_POLICY_NUMBER = select(func.max(PolicyVersionRow.__table__.c.version))
-
-
 def current_policy_number(session: Session) -> int:
     """The version in force (0: none applied), without reading its source."""
-    return flushed_connection(session).execute(_CURRENT_POLICY_NUMBER).scalar() or 0
+    return reads.current_policy_number(SessionSQL(session))
 
 
 def current_policy(session: Session) -> PolicyVersion | None:
-    row = session.execute(
-        select(PolicyVersionRow).order_by(PolicyVersionRow.version.desc()).limit(1)
-    ).scalar_one_or_none()
-    return _policy(row) if row else None
+    return reads.current_policy(SessionSQL(session))
 
 
 # -- audit ------------------------------------------------------------------------------------
 
 
 def change_counter(session: Session) -> int:
-    return read_counter(session)
+    return reads.change_counter(SessionSQL(session))
 
 
 def audit_entry_count(session: Session) -> int:

@@ -7,23 +7,19 @@ the fleet back with ``load_fleet`` inside the same transaction and checks it bef
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import ip_network
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from certgate.errors import ConflictError, NotFoundError
 from certgate.secgroups.model import (
-    Direction,
     Fleet,
     Network,
-    Nic,
-    PortRange,
-    Protocol,
     SecurityGroup,
     SecurityRule,
 )
-from certgate.store.changes import mark_changed
+from certgate.store import access_reads, secgroup_reads
+from certgate.store.changes import SessionSQL, mark_changed
 from certgate.store.repositories import now
 from certgate.store.schema import (
     SecurityGroupRow,
@@ -37,48 +33,12 @@ from certgate.store.schema import (
 
 def load_fleet(session: Session) -> Fleet:
     """Every group with its rules and every NIC with its groups, in four queries."""
-    groups = {row.id: row for row in session.execute(select(SecurityGroupRow)).scalars()}
-    rules: dict[int, list[SecurityRule]] = {gid: [] for gid in groups}
-    for row in session.execute(select(SecurityRuleRow).order_by(SecurityRuleRow.id)).scalars():
-        rules[row.group_id].append(_rule(row, groups))
-    memberships: dict[int, list[tuple[int, str]]] = {}
-    for link in session.execute(select(VMNicGroupRow)).scalars():
-        memberships.setdefault(link.nic_id, []).append((link.position, groups[link.group_id].name))
-    nics = [
-        Nic(vm_name, row.ifname, tuple(ip_network(a) for a in row.addresses),
-            tuple(name for _, name in sorted(memberships.get(row.id, []))))
-        for row, vm_name in session.execute(
-            select(VMNicRow, VMRow.name).join(VMRow, VMNicRow.vm_id == VMRow.id))
-    ]
-    return Fleet.of(
-        (SecurityGroup(
-            name=row.name, description=row.description,
-            ingress=tuple(r for r in rules[gid] if r.direction is Direction.INGRESS),
-            egress=tuple(r for r in rules[gid] if r.direction is Direction.EGRESS),
-            restrict_egress=row.restrict_egress)
-         for gid, row in groups.items()),
-        nics,
-    )
-
-
-def _rule(row: SecurityRuleRow, groups: dict[int, SecurityGroupRow]) -> SecurityRule:
-    ports = (PortRange(row.port_first, row.port_last)
-             if row.port_first is not None and row.port_last is not None else None)
-    return SecurityRule(
-        direction=Direction(row.direction),
-        protocol=Protocol(row.protocol),
-        ports=ports,
-        cidr=ip_network(row.cidr) if row.cidr else None,
-        remote_group=groups[row.remote_group_id].name if row.remote_group_id else None,
-        description=row.description,
-        rule_id=row.id,
-    )
+    return secgroup_reads.load_fleet(SessionSQL(session))
 
 
 def generation(session: Session) -> int:
     """The change counter of the security groups (0 before the first change)."""
-    row = session.get(SecurityGroupStateRow, 1)
-    return row.generation if row is not None else 0
+    return access_reads.security_groups_generation(SessionSQL(session))
 
 
 def bump_generation(session: Session) -> int:
@@ -96,8 +56,7 @@ def bump_generation(session: Session) -> int:
 
 def source_whitelists(session: Session, names: Sequence[str]) -> dict[str, tuple[Network, ...]]:
     """The ingress whitelist of each named group that exists (see Fleet.ingress_whitelist)."""
-    fleet = load_fleet(session)
-    return {n: fleet.ingress_whitelist(n) for n in names if n in fleet.group_by_name}
+    return secgroup_reads.source_whitelists(SessionSQL(session), names)
 
 
 def _group_row(session: Session, name: str) -> SecurityGroupRow:
