@@ -34,7 +34,7 @@ run recorder_cpu $py bench/recorder_cpu.py --before-tree ../certgate-before-s3 -
 run policy_decide $py bench/policy_decide.py
 run access_reachable $py bench/access_reachable.py
 run cli_startup $py bench/cli_startup.py --runs 7
-run ac_issue $py bench/ac_issue.py --count 1000 --rounds 5
+run ac_issue $py bench/ac_issue.py --count 1000 --rounds 5 --before-tree ../certgate-before-s3
 run audit_append $py bench/audit_append.py
 run live_sessions_sqlite $py bench/live_sessions.py --sessions 1000
 run live_sessions_postgres $py bench/live_sessions.py --sessions 1000 --postgres
