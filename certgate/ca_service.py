@@ -22,12 +22,14 @@ from ca import authority as builders
 from ca.attributes import AttributeSet
 from ca.serials import format_serial, new_serial, parse_serial
 from certgate.audit.chain import AuditEvent
-from certgate.audit.log import append_in
+from certgate.audit.log import append_in, append_sql
 from certgate.errors import CertgateError
+from certgate.store import access_reads
 from certgate.store import repositories as repo
 
 if TYPE_CHECKING:
     from certgate.installation import Installation
+    from certgate.store.sql import SQL
 
 SHORT_LIVED = timedelta(hours=24)
 """ACs valid at most this long carry noRevAvail instead of a CRL distribution point."""
@@ -162,8 +164,8 @@ class CAService:
     # -- attribute certificates ---------------------------------------------------------------
 
     @staticmethod
-    def _current_holder(session: Session, user: str, at: datetime) -> repo.Holder:
-        found = repo.current_holder(session, user, at)
+    def _current_holder(sql: SQL, user: str, at: datetime) -> repo.Holder:
+        found = access_reads.current_holder(sql, user, at)
         if found is None:
             raise _no_valid_identity(user)
         return found
@@ -191,7 +193,7 @@ class CAService:
             self.config.limits.check_lifetime("attribute", request.valid_for)
         issued: list[repo.IssuedCertificate] = []
         events: list[AuditEvent] = []
-        with self.installation.admin_write() as session:
+        with self.installation.admin_write_sql() as sql:
             issued_at = datetime.now(UTC)
             start = issued_at.replace(microsecond=0)
             holders: dict[str, repo.Holder] = {}
@@ -199,15 +201,16 @@ class CAService:
                 holder_row = holders.get(request.user)
                 if holder_row is None:
                     holder_row = holders[request.user] = self._current_holder(
-                        session, request.user, issued_at
+                        sql, request.user, issued_at
                     )
                 cert, event = self._issue_attribute_certificate(
                     request, holder_row, start, issued_at
                 )
                 issued.append(cert)
                 events.append(event)
-            repo.add_certificates(session, issued)
-            append_in(session, events)
+            repo.insert_certificates(sql, issued)
+            sql.mark_changed()
+            append_sql(sql, events)
         return issued
 
     def _holder_certificate(self, der: bytes) -> x509.Certificate:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from certgate.ca_service import CAService
     from certgate.store.database import Database
+    from certgate.store.session_sql import ConnectionSQL
 
 
 def cli_actor() -> str:
@@ -133,6 +134,16 @@ class Installation:
         with self.database.write() as session:
             lock_head_for_admin(session)
             yield session
+
+    @contextmanager
+    def admin_write_sql(self) -> Iterator[ConnectionSQL]:
+        """``admin_write`` as a plain-SQL unit on a Core connection, no ORM session: for
+        ``attr grant``, where the session's bookkeeping cost more than the commit."""
+        from certgate.audit.log import lock_head_for_admin_sql
+
+        with self.database.write_sql() as sql:
+            lock_head_for_admin_sql(sql)
+            yield sql
 
     def event(self, event_type: str, **fields: Any) -> AuditEvent:
         return AuditEvent(event_type=event_type, actor=self.actor, **fields)

@@ -9,7 +9,7 @@ fact: either both are committed or neither is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,8 @@ from certgate.audit.chain import AuditEvent, ChainEntry
 from certgate.errors import AuditError
 from certgate.store.database import Database
 from certgate.store.schema import AuditEventRow
-from certgate.store.session_sql import SessionSQL, session_connection
-from certgate.store.sql import POSTGRESQL, SQLITE
+from certgate.store.session_sql import ConnectionSQL, SessionSQL, session_connection
+from certgate.store.sql import POSTGRESQL, SQL, SQLITE
 
 
 def entry_from_row(row: AuditEventRow) -> ChainEntry:
@@ -64,6 +64,14 @@ class LockedHead:
     base_hash: str
 
 
+def _read_head(sql: SQL) -> LockedHead:
+    rows = sql.rows(_LOCK_HEAD + (" FOR UPDATE" if sql.dialect == POSTGRESQL else ""))
+    if not rows:
+        raise AuditError(NO_HEAD)
+    seq, entry_hash, base_seq, base_hash = rows[0]
+    return LockedHead(int(seq), entry_hash, int(base_seq), base_hash)
+
+
 def lock_head(session: Session) -> LockedHead:
     """Lock the chain head for this transaction (once: later calls reuse the locked head)."""
     transaction = session.get_transaction()
@@ -71,13 +79,16 @@ def lock_head(session: Session) -> LockedHead:
     if locked is not None and transaction is not None and locked[0] is transaction:
         head: LockedHead = locked[1]
         return head
-    sql = SessionSQL(session)
-    rows = sql.rows(_LOCK_HEAD + (" FOR UPDATE" if sql.dialect == POSTGRESQL else ""))
-    if not rows:
-        raise AuditError(NO_HEAD)
-    seq, entry_hash, base_seq, base_hash = rows[0]
-    head = LockedHead(int(seq), entry_hash, int(base_seq), base_hash)
+    head = _read_head(SessionSQL(session))
     session.info[HEAD_KEY] = (transaction, head)
+    return head
+
+
+def lock_head_sql(sql: ConnectionSQL) -> LockedHead:
+    """``lock_head`` for a ``Database.write_sql`` unit."""
+    head: LockedHead | None = sql.info.get(HEAD_KEY)
+    if head is None:
+        head = sql.info[HEAD_KEY] = _read_head(sql)
     return head
 
 
@@ -93,6 +104,12 @@ def lock_head_for_admin(session: Session) -> None:
         lock_head(session)
 
 
+def lock_head_for_admin_sql(sql: ConnectionSQL) -> None:
+    """``lock_head_for_admin`` for a ``Database.write_sql`` unit."""
+    if sql.dialect != SQLITE:
+        lock_head_sql(sql)
+
+
 def set_base(session: Session, base_seq: int, base_hash: str) -> None:
     """Move where the retained chain starts (pruning), under the head lock."""
     head = lock_head(session)
@@ -105,28 +122,42 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
 
     Rows go in as one executemany INSERT rather than ORM objects: building and flushing ORM
     instances cost more than hashing and committing together (see docs/audit.md).
-
-    The head is usually where this connection's last append left it, so the events are linked
-    to that guess first and the head is moved with ``UPDATE ... WHERE seq = guess AND
-    entry_hash = guess``: when it matches, that one statement both checks and locks the head
-    (one round trip instead of a ``SELECT ... FOR UPDATE`` and an ``UPDATE``). When another
-    writer moved the head in between, or the transaction that made the guess was rolled back,
-    nothing matched and the append starts again from the locked head, so the chain never
-    forks either way.
     """
-    sql = SessionSQL(session)
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
-    if events and not (locked is not None and locked[0] is transaction):
-        info = session_connection(session).info
-        guess = info.get(_GUESS_KEY)
+    head = locked[1] if locked is not None and locked[0] is transaction else None
+    return _append(SessionSQL(session), events, head, lambda: lock_head(session),
+                   session_connection(session).info)
+
+
+def append_sql(sql: ConnectionSQL, events: Sequence[AuditEvent]) -> list[ChainEntry]:
+    """``append_in`` for a ``Database.write_sql`` unit (the ``attr grant`` path)."""
+    return _append(sql, events, sql.info.get(HEAD_KEY), lambda: lock_head_sql(sql),
+                   sql.connection.info)
+
+
+def _append(sql: SQL, events: Sequence[AuditEvent], locked: LockedHead | None,
+            lock: Callable[[], LockedHead], connection_info: dict[Any, Any]
+            ) -> list[ChainEntry]:
+    """Link and insert ``events`` after the head, locked already (``locked``) or not.
+
+    The head is usually where this connection's last append left it (``connection_info``
+    keeps it with the pooled connection), so the events are linked to that guess first and
+    the head is moved with ``UPDATE ... WHERE seq = guess AND entry_hash = guess``: when it
+    matches, that one statement both checks and locks the head (one round trip instead of a
+    ``SELECT ... FOR UPDATE`` and an ``UPDATE``). When another writer moved the head in
+    between, or the transaction that made the guess was rolled back, nothing matched and the
+    append starts again from the locked head, so the chain never forks either way.
+    """
+    if events and locked is None:
+        guess = connection_info.get(_GUESS_KEY)
         if guess is not None:
             entries = link_all(events, *guess)
             if sql.run(_MOVE_HEAD_FROM, (entries[-1].seq, entries[-1].entry_hash, *guess)) == 1:
                 sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
-                info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
+                connection_info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
                 return entries
-    head = lock_head(session)
+    head = locked if locked is not None else lock()
     if not events:
         return []
     entries = link_all(events, head.seq, head.entry_hash)
@@ -134,7 +165,7 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
     sql.run(MOVE_HEAD, (seq, entry_hash))
     head.seq, head.entry_hash = seq, entry_hash
-    session_connection(session).info[_GUESS_KEY] = (seq, entry_hash)
+    connection_info[_GUESS_KEY] = (seq, entry_hash)
     return entries
 
 

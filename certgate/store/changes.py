@@ -13,9 +13,8 @@ from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from certgate.store import access_reads
-from certgate.store.schema import StoreChangesRow
 from certgate.store.session_sql import SessionSQL as SessionSQL  # its home before; kept
-from certgate.store.sql import POSTGRESQL
+from certgate.store.sql import POSTGRESQL, SQL
 
 CHANNEL = "certgate_changes"
 _FLAG = "certgate_changed"
@@ -27,17 +26,21 @@ def mark_changed(session: Session) -> None:
 
 
 _BUMP = "UPDATE store_changes SET counter = counter + 1 WHERE id = 1"
+_SEED = "INSERT INTO store_changes (id, counter) VALUES (1, 1)"
+
+
+def bump(sql: SQL) -> None:
+    """Move the counter (and NOTIFY on PostgreSQL) in ``sql``'s transaction, just before it
+    commits: listeners hear of it only if it does."""
+    if sql.run(_BUMP) == 0:  # a schema made without the migration's seed row
+        sql.run(_SEED)
+    if sql.dialect == POSTGRESQL:
+        sql.run(f"NOTIFY {CHANNEL}")
 
 
 def _bump(session: Session) -> None:
-    if not session.info.pop(_FLAG, False):
-        return
-    sql = SessionSQL(session)
-    if sql.run(_BUMP) == 0:  # a schema made without the migration's seed row
-        session.add(StoreChangesRow(id=1, counter=1))
-        session.flush()
-    if sql.dialect == POSTGRESQL:
-        sql.run(f"NOTIFY {CHANNEL}")
+    if session.info.pop(_FLAG, False):
+        bump(SessionSQL(session))
 
 
 def install(factory: sessionmaker[Session]) -> None:

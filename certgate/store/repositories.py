@@ -35,7 +35,7 @@ from certgate.store.schema import (
     VMNicRow,
     VMRow,
 )
-from certgate.store.sql import json_param, placeholders, time_param
+from certgate.store.sql import SQL, json_param, placeholders, time_param
 
 # -- users ------------------------------------------------------------------------------------
 
@@ -228,12 +228,20 @@ def add_certificates(
     """Record many issued certificates with one executemany (``user_id`` must be set).
 
     Why not ``add_certificate`` in a loop: the ORM unit of work cost more per AC than signing
-    it (bulk ``attr grant``). Times and JSON are written as SQLAlchemy's column types write
-    them (``certgate.store.sql``); the ACs of one grant share their times, converted once.
-    """
+    it (bulk ``attr grant``)."""
     if not certificates:
         return []
-    sql = SessionSQL(session)
+    insert_certificates(SessionSQL(session), certificates)
+    mark_changed(session)
+    return list(certificates)
+
+
+def insert_certificates(sql: SQL, certificates: Sequence[IssuedCertificate]) -> None:
+    """The INSERT of ``add_certificates``; the caller marks the transaction changed.
+
+    Times and JSON are written as SQLAlchemy's column types write them
+    (``certgate.store.sql``); the ACs of one grant share their times, converted once.
+    """
     dialect = sql.dialect
     times: dict[int, Any] = {}  # id(datetime) -> parameter; every value lives for the call
 
@@ -252,8 +260,6 @@ def add_certificates(
          time(c.revoked_at), c.revocation_reason)
         for c in certificates
     ])
-    mark_changed(session)
-    return list(certificates)
 
 
 def _certificates(session: Session, *conditions: Any) -> list[IssuedCertificate]:

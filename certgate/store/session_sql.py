@@ -66,22 +66,21 @@ def run_on_driver(connection: Connection, statement: str, params: Any = (), *,
     return cursor
 
 
-class SessionSQL:
-    """``certgate.store.sql.SQL`` over a session's transaction: the statements the access
-    core shares with ``policy check`` (which runs them without SQLAlchemy), and the admin
-    write path's, run on the session's own DB-API connection."""
+class _DriverCursorSQL:
+    """``certgate.store.sql.SQL`` on the DB-API cursor of a SQLAlchemy connection."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._dialect = session.get_bind().dialect.name
+    _dialect: str
 
     @property
     def dialect(self) -> str:
         return self._dialect
 
+    def _connection(self) -> Connection:
+        raise NotImplementedError
+
     def _cursor(self, statement: str, params: Sequence[Any], many: bool = False) -> Any:
-        return run_on_driver(session_connection(self.session),
-                             for_driver(statement, self._dialect), params, many=many)
+        return run_on_driver(self._connection(), for_driver(statement, self._dialect), params,
+                             many=many)
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self._cursor(statement, tuple(params))
@@ -100,3 +99,39 @@ class SessionSQL:
     def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             self._cursor(statement, [tuple(r) for r in rows], many=True).close()
+
+
+class SessionSQL(_DriverCursorSQL):
+    """``certgate.store.sql.SQL`` over a session's transaction: the statements the access
+    core shares with ``policy check`` (which runs them without SQLAlchemy), and the admin
+    write path's, run on the session's own DB-API connection."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._dialect = session.get_bind().dialect.name
+
+    def _connection(self) -> Connection:
+        return session_connection(self.session)
+
+
+class ConnectionSQL(_DriverCursorSQL):
+    """``certgate.store.sql.SQL`` over a Core connection's transaction, no ORM session: the
+    write unit of ``attr grant`` (``Database.write_sql``).
+
+    Why not a session: opening and closing one, and asking it for its connection, cost more
+    per grant than SQLite's COMMIT. ``info`` lives for this transaction (the audit head it
+    locked); ``connection.info`` for the pooled connection (the audit head guess).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._dialect = connection.dialect.name
+        self.info: dict[str, Any] = {}
+        self.changed = False
+
+    def _connection(self) -> Connection:
+        return self.connection
+
+    def mark_changed(self) -> None:
+        """Bump the change counter when this transaction commits (``Database.write_sql``)."""
+        self.changed = True
