@@ -1,6 +1,6 @@
 """Benchmark: how long a person waits for the ``certgate`` command.
 
-    python bench/cli_startup.py [--runs 7] [--rules 1000] [--before-tree DIR]
+    python bench/cli_startup.py [--runs 7] [--rules 1000] [--before-tree DIR] [--postgres]
 
 Each figure is the median wall time of ``--runs`` fresh processes (CPU time of the child
 beside it, which load from other users of the machine disturbs less), the systems
@@ -27,7 +27,8 @@ The systems:
 - with ``--before-tree DIR``, the same warm ``policy check`` run from another checkout
   (``PYTHONPATH=DIR``) on the same installation, in the same rounds: a same-run before/after.
 
-The installation is made with the CLI itself in a temporary directory.
+The installation is made with the CLI itself in a temporary directory, on SQLite, or with
+``--postgres`` on a throwaway PostgreSQL cluster (tests/pg.py, which runs with fsync=off).
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ def certgate(*args: str) -> list[str]:
     return [sys.executable, "-m", "certgate", *args]
 
 
-def setup(home: Path, rules: int, env: dict[str, str]) -> None:
+def setup(home: Path, rules: int, env: dict[str, str], database_url: str | None) -> None:
     rng = random.Random(8)
     text = policy_text(rules, 10_000, rng)
     policy = home.parent / "policy.yaml"
     policy.write_text(text)
-    subprocess.run(certgate("init", "--gateway-name", "gw.bench"), env=env, check=True,
-                   capture_output=True)
+    init = ["init", "--gateway-name", "gw.bench"]
+    if database_url:
+        init += ["--database-url", database_url]
+    subprocess.run(certgate(*init), env=env, check=True, capture_output=True)
     key = home.parent / "alice_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     for command in (
@@ -108,7 +111,23 @@ def main() -> int:
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--before-tree", type=Path, default=None, metavar="DIR",
                         help="also run policy check from this checkout (same rounds)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the installation on a throwaway PostgreSQL cluster")
     options = parser.parse_args()
+    cluster = None
+    if options.postgres:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pg import start_cluster
+
+        cluster = start_cluster()
+    try:
+        return measure(options, cluster.create_database() if cluster else None)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def measure(options: argparse.Namespace, database_url: str | None) -> int:
     load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     samples: dict[str, list[tuple[float, float]]] = {}
 
@@ -120,7 +139,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cgcli-") as tmp:
         home = Path(tmp) / "home"
         env = {**os.environ, "CERTGATE_HOME": str(home), "CERTGATE_CA_PASSPHRASE": PASSPHRASE}
-        setup(home, options.rules, env)
+        setup(home, options.rules, env, database_url)
         check = certgate("policy", "check", "alice", "t07-web-00007", "--from", "10.1.2.3")
         out = run(check, env)[2]  # warms the policy cache
         modes = loading_modes(Path(tmp), env)
@@ -134,7 +153,8 @@ def main() -> int:
             ("import what policy check imports, no work",
              [sys.executable, "-c", "import certgate.cli.main, certgate.cli.policy_commands, "
                                     "certgate.installation, certgate.access, "
-                                    "certgate.store.direct, sqlite3"], False),
+                                    "certgate.store.direct, "
+                                    + ("psycopg" if database_url else "sqlite3")], False),
             ("certgate --version", certgate("--version"), False),
             ("certgate policy check, policy cache warm", check, False),
             ("certgate policy check, policy cache cold", check, True),
@@ -173,7 +193,8 @@ def main() -> int:
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{options.runs} runs each, alternating; {os.cpu_count()} CPUs; "
           f"Python {sys.version.split()[0]}; load average {load_start} at the start, "
-          f"{load_end} at the end; policy of {options.rules} rules")
+          f"{load_end} at the end; policy of {options.rules} rules; "
+          f"{'PostgreSQL (fsync=off)' if database_url else 'SQLite'}")
     print()
     print("| command | wall, median | CPU, median | wall samples (s) |")
     print("|---|---:|---:|---|")
