@@ -31,7 +31,9 @@ run console_gateway $py bench/console_gateway.py --rounds 10 --bulk-rounds 5 \
     --before-tree ../certgate-before-issue8
 run policy_decide $py bench/policy_decide.py
 run access_reachable $py bench/access_reachable.py
-run cli_startup $py bench/cli_startup.py --runs 7
+worktree ../certgate-before-s3b 6c60aca     # main before session 3's policy-check work
+run cli_startup $py bench/cli_startup.py --runs 7 --before-tree ../certgate-before-s3b
+run cli_startup_postgres $py bench/cli_startup.py --runs 7 --postgres
 run ac_issue $py bench/ac_issue.py --count 1000 --rounds 5
 run audit_append $py bench/audit_append.py
 run live_sessions_sqlite $py bench/live_sessions.py --sessions 1000
