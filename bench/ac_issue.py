@@ -1,6 +1,7 @@
 """How many attribute certificates certgate issues per second, database write included.
 
     python bench/ac_issue.py [--count N] [--rounds 5] [--postgres] [--profile]
+                             [--before-tree DIR]
 
 Measures, in one run and on the same installation, the operations taking turns in
 ``--rounds`` rounds (the disk's fsync time swings with the machine's other users):
@@ -14,6 +15,11 @@ Measures, in one run and on the same installation, the operations taking turns i
   group=b ...`` puts every attribute in one AC, so one user is one AC and one transaction;
 * ``Installation.grant_many``: many ACs in one transaction (bulk issuance, what
   ``certgate attr grant alice,bob,... ATTR=VALUE...`` does: one AC per user, one commit).
+
+* with ``--before-tree DIR`` (a checkout of another commit, e.g. ``git worktree add DIR
+  6c60aca``): that tree's ``Installation.grant``, one AC per transaction, in a worker process
+  (this script with ``PYTHONPATH=DIR``, on its own installation in the same temporary
+  directory's file system), taking its turn in the same rounds: a before/after in one run.
 
 Each row gives the rate (wall) and this thread's CPU per AC: for one AC per transaction the
 difference is time spent waiting on fsync.
@@ -29,6 +35,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,8 +93,58 @@ def timed(run: Callable[[], None]) -> tuple[float, float]:
     return time.perf_counter() - start, time.thread_time() - cpu
 
 
+class BeforeTree:
+    """Another checkout's ``Installation.grant`` in a worker process, run on request."""
+
+    def __init__(self, tree: Path, scratch: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-grants", str(scratch)], env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready, _, source = self._read().partition(" ")
+        if ready != "ready":
+            raise RuntimeError(f"the worker for {tree} did not start")
+        self.source = source  # where the worker's certgate came from, to check the tree
+
+    def _read(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def grant(self, count: int) -> tuple[float, float]:
+        """Wall and CPU seconds the worker spent on ``count`` grants (its own clock)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{count}\n")
+        self.process.stdin.flush()
+        wall, cpu = self._read().split()
+        return float(wall), float(cpu)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(60)
+
+
+def serve_grants(scratch: Path) -> int:
+    """The worker side of ``--before-tree``: grants on request, one AC per transaction."""
+    inst = installation(scratch, None)
+
+    def grants(count: int) -> None:
+        for _ in range(count):
+            inst.ca.grant("bench", ATTRIBUTES, valid_for=VALID_FOR, targets=TARGETS)
+
+    try:
+        grants(1)  # warm up
+        print(f"ready {Path(sys.modules['certgate'].__file__ or '?').parent}", flush=True)
+        for line in sys.stdin:
+            wall, cpu = timed(partial(grants, int(line)))
+            print(f"{wall} {cpu}", flush=True)
+    finally:
+        inst.close()
+    return 0
+
+
 def measure(inst: Installation, backend: str, count: int, rounds: int,
-            profile: bool) -> list[Result]:
+            profile: bool, before: BeforeTree | None = None) -> list[Result]:
     with inst.database.read() as session:
         holder = x509.load_der_x509_certificate(inst.ca.current_identity(session, "bench").der)
     issuer = inst.ca.ac_issuer
@@ -121,6 +178,9 @@ def measure(inst: Installation, backend: str, count: int, rounds: int,
         ("Installation.grant (1 AC per transaction)", one_per_transaction),
         ("Installation.grant_many (1 transaction)", one_transaction),
     ]
+    before_name = "before tree: Installation.grant (1 AC per transaction, worker process)"
+    if before is not None:
+        systems.append((before_name, lambda count: None))
     # The disk's fsync time swings with the other users of the machine: the systems take
     # turns in ``rounds`` rounds (count / rounds ACs each time), and the totals are compared.
     totals = {name: [0.0, 0.0] for name, _ in systems}
@@ -129,6 +189,11 @@ def measure(inst: Installation, backend: str, count: int, rounds: int,
     for round_ in range(rounds):
         shift = round_ % len(systems)
         for name, run in systems[shift:] + systems[:shift]:
+            if name == before_name and before is not None:
+                wall, cpu = before.grant(per_round)
+                totals[name][0] += wall
+                totals[name][1] += cpu
+                continue
             if profiler is not None and run is one_per_transaction:
                 profiler.enable()
             wall, cpu = timed(partial(run, per_round))
@@ -170,15 +235,27 @@ def main() -> int:
                         help="rounds in which the operations take turns")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of Installation.grant")
+    parser.add_argument("--before-tree", type=Path, metavar="DIR",
+                        help="also run another checkout's grant (SQLite) in the same rounds")
+    parser.add_argument("--serve-grants", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_grants is not None:
+        return serve_grants(args.serve_grants)
 
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="certgate-bench-") as tmp:
         inst = installation(Path(tmp), None)
+        before = None
         try:
+            if args.before_tree is not None:
+                (Path(tmp) / "before").mkdir()
+                before = BeforeTree(args.before_tree.resolve(), Path(tmp) / "before")
+                print(f"before tree: certgate imported from {before.source}")
             results += measure(inst, "SQLite (WAL, synchronous=FULL)", args.count, args.rounds,
-                               args.profile)
+                               args.profile, before)
         finally:
+            if before is not None:
+                before.close()
             inst.close()
     if args.postgres:
         from pg import PostgresUnavailable, start_cluster

@@ -423,11 +423,14 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path,
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     name = BEFORE if tree is not None else "certgate"
+    check_tree(tree or ROOT, name)
     meter = CpuMeter(name)
     with open(work / "certgate.log", "wb") as log:
+        # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: run
+        # from the other tree, or a benchmark started in a checkout runs that checkout twice.
         proc = start_server(
             [sys.executable, "-m", "certgate", "serve", "--log-level", "warning"], meter,
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            env=env, cwd=tree or ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
         wait_port(port, proc, "certgate serve")
         args = client_args(port, known_hosts, user_key)
@@ -435,6 +438,17 @@ def certgate_hop(work: Path, console: ConsoleServer, user_key: Path,
     finally:
         stop(proc)
         meter.close()
+
+
+def check_tree(tree: Path, name: str) -> None:
+    """Fail unless the server imports certgate from ``tree`` (the same-run before/after is
+    worthless if both hops run the same code)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import certgate, sys; sys.stdout.write(certgate.__file__)"],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+        check=True).stdout
+    if not Path(found).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"{name}: certgate would be imported from {found}, not {tree}")
 
 
 def ensure_clean_account(home: Path) -> bool:

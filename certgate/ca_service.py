@@ -33,6 +33,10 @@ SHORT_LIVED = timedelta(hours=24)
 """ACs valid at most this long carry noRevAvail instead of a CRL distribution point."""
 
 
+def _no_valid_identity(user: str) -> CertgateError:
+    return CertgateError(f"user {user} has no valid identity certificate")
+
+
 @dataclass(frozen=True)
 class IssuedIdentity:
     user: repo.User
@@ -152,10 +156,17 @@ class CAService:
         """The newest identity certificate of a user that is valid now."""
         found = repo.current_identity(session, user, datetime.now(UTC))
         if found is None:
-            raise CertgateError(f"user {user} has no valid identity certificate")
+            raise _no_valid_identity(user)
         return found
 
     # -- attribute certificates ---------------------------------------------------------------
+
+    @staticmethod
+    def _current_holder(session: Session, user: str, at: datetime) -> repo.Holder:
+        found = repo.current_holder(session, user, at)
+        if found is None:
+            raise _no_valid_identity(user)
+        return found
 
     def grant(
         self,
@@ -183,12 +194,12 @@ class CAService:
         with self.installation.admin_write() as session:
             issued_at = datetime.now(UTC)
             start = issued_at.replace(microsecond=0)
-            holders: dict[str, repo.IssuedCertificate] = {}
+            holders: dict[str, repo.Holder] = {}
             for request in requests:
                 holder_row = holders.get(request.user)
                 if holder_row is None:
-                    holder_row = holders[request.user] = self.current_identity(
-                        session, request.user
+                    holder_row = holders[request.user] = self._current_holder(
+                        session, request.user, issued_at
                     )
                 cert, event = self._issue_attribute_certificate(
                     request, holder_row, start, issued_at
@@ -210,7 +221,7 @@ class CAService:
     def _issue_attribute_certificate(
         self,
         request: GrantRequest,
-        holder_row: repo.IssuedCertificate,
+        holder_row: repo.Holder,
         start: datetime,
         issued_at: datetime,
     ) -> tuple[repo.IssuedCertificate, AuditEvent]:

@@ -128,10 +128,10 @@ class Installation:
         Taking the one lock up front serialises admin operations across processes (on
         PostgreSQL too), so policy versions and CRL numbers never race.
         """
-        from certgate.audit.log import lock_head
+        from certgate.audit.log import lock_head_for_admin
 
         with self.database.write() as session:
-            lock_head(session)
+            lock_head_for_admin(session)
             yield session
 
     def event(self, event_type: str, **fields: Any) -> AuditEvent:

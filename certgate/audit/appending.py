@@ -32,7 +32,7 @@ INSERT_EVENTS = (f"INSERT INTO audit_events ({', '.join(EVENT_COLUMNS)}) "
 """One row per entry (``?`` placeholders: see ``certgate.store.sql.for_driver``)."""
 
 _LOCK_HEAD = "SELECT seq, entry_hash FROM audit_head WHERE id = 1"
-_MOVE_HEAD = "UPDATE audit_head SET seq = ?, entry_hash = ? WHERE id = 1"
+MOVE_HEAD = "UPDATE audit_head SET seq = ?, entry_hash = ? WHERE id = 1"
 NO_HEAD = "the audit chain has no head row: the database was not initialised"
 
 
@@ -72,7 +72,7 @@ def append_with(sql: SQL, events: Sequence[AuditEvent]) -> list[ChainEntry]:
         return []
     entries = link_all(events, int(head[0][0]), head[0][1])
     sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
-    sql.run(_MOVE_HEAD, (entries[-1].seq, entries[-1].entry_hash))
+    sql.run(MOVE_HEAD, (entries[-1].seq, entries[-1].entry_hash))
     return entries
 
 

@@ -10,20 +10,20 @@ fact: either both are committed or neither is.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from certgate.audit.appending import INSERT_EVENTS, NO_HEAD, event_rows, link_all
+from certgate.audit.appending import INSERT_EVENTS, MOVE_HEAD, NO_HEAD, event_rows, link_all
 from certgate.audit.appending import AuditLog as AuditLog  # its home before; kept importable
 from certgate.audit.chain import AuditEvent, ChainEntry
 from certgate.errors import AuditError
 from certgate.store.database import Database
-from certgate.store.schema import AuditEventRow, AuditHeadRow
-from certgate.store.sql import for_driver
+from certgate.store.schema import AuditEventRow
+from certgate.store.session_sql import SessionSQL, session_connection
+from certgate.store.sql import POSTGRESQL, SQLITE
 
 
 def entry_from_row(row: AuditEventRow) -> ChainEntry:
@@ -44,59 +44,60 @@ def entry_from_row(row: AuditEventRow) -> ChainEntry:
     )
 
 
-_INSERT = insert(AuditEventRow.__table__)  # type: ignore[arg-type]
+# The head statements of an append inside a larger transaction, run on the session's driver
+# connection (certgate.store.session_sql): every admin write and audited decision runs them.
+_LOCK_HEAD = "SELECT seq, entry_hash, base_seq, base_hash FROM audit_head WHERE id = 1"
+_MOVE_HEAD_FROM = ("UPDATE audit_head SET seq = ?, entry_hash = ? "
+                   "WHERE id = 1 AND seq = ? AND entry_hash = ?")
+_SET_BASE = "UPDATE audit_head SET base_seq = ?, base_hash = ? WHERE id = 1"
 _GUESS_KEY = "certgate_audit_head_guess"
-_HEAD = AuditHeadRow.__table__.c
-_MOVE_HEAD_FROM = (
-    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(_HEAD.id == 1, _HEAD.seq == bindparam("old_seq"),
-           _HEAD.entry_hash == bindparam("old_hash"))
-    .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
-)
-_UPDATE_HEAD = (
-    update(AuditHeadRow.__table__)  # type: ignore[arg-type]
-    .where(AuditHeadRow.__table__.c.id == 1)
-    .values(seq=bindparam("seq"), entry_hash=bindparam("entry_hash"))
-)
-
-
-def _row_values(entry: ChainEntry) -> dict[str, object]:
-    return {
-        "seq": entry.seq,
-        "ts": entry.ts,
-        "event_type": entry.event_type,
-        "actor": entry.actor,
-        "outcome": entry.outcome,
-        "user_name": entry.user,
-        "vm": entry.vm,
-        "serial": entry.serial,
-        "source": entry.source,
-        "session_id": entry.session_id,
-        "details": entry.details_json,
-        "prev_hash": entry.prev_hash,
-        "entry_hash": entry.entry_hash,
-    }
-
-
 HEAD_KEY = "certgate_audit_head"
 
 
-# Built once: every admin write takes this lock, and building the SELECT cost more than it.
-_LOCK_HEAD = select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+@dataclass
+class LockedHead:
+    """The chain head as this transaction locked it; ``append_in`` keeps it current."""
+
+    seq: int
+    entry_hash: str
+    base_seq: int
+    base_hash: str
 
 
-def lock_head(session: Session) -> AuditHeadRow:
-    """Lock the chain head for this transaction (once: later calls reuse the locked row)."""
+def lock_head(session: Session) -> LockedHead:
+    """Lock the chain head for this transaction (once: later calls reuse the locked head)."""
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
     if locked is not None and transaction is not None and locked[0] is transaction:
-        head_row: AuditHeadRow = locked[1]
-        return head_row
-    head = session.execute(_LOCK_HEAD).scalar_one_or_none()
-    if head is None:
+        head: LockedHead = locked[1]
+        return head
+    sql = SessionSQL(session)
+    rows = sql.rows(_LOCK_HEAD + (" FOR UPDATE" if sql.dialect == POSTGRESQL else ""))
+    if not rows:
         raise AuditError(NO_HEAD)
+    seq, entry_hash, base_seq, base_hash = rows[0]
+    head = LockedHead(int(seq), entry_hash, int(base_seq), base_hash)
     session.info[HEAD_KEY] = (transaction, head)
     return head
+
+
+def lock_head_for_admin(session: Session) -> None:
+    """Serialise an admin write with every other writer before it reads anything.
+
+    On PostgreSQL that is the head's row lock (``SELECT ... FOR UPDATE``). On SQLite the write
+    unit's ``BEGIN IMMEDIATE`` already holds the database's only write lock, so beginning the
+    transaction is enough; the append then checks its guess of the head in the UPDATE that
+    moves it, which saves reading the head on the ``attr grant`` path.
+    """
+    if session_connection(session).dialect.name != SQLITE:
+        lock_head(session)
+
+
+def set_base(session: Session, base_seq: int, base_hash: str) -> None:
+    """Move where the retained chain starts (pruning), under the head lock."""
+    head = lock_head(session)
+    SessionSQL(session).run(_SET_BASE, (base_seq, base_hash))
+    head.base_seq, head.base_hash = base_seq, base_hash
 
 
 def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry]:
@@ -109,52 +110,32 @@ def append_in(session: Session, events: Sequence[AuditEvent]) -> list[ChainEntry
     to that guess first and the head is moved with ``UPDATE ... WHERE seq = guess AND
     entry_hash = guess``: when it matches, that one statement both checks and locks the head
     (one round trip instead of a ``SELECT ... FOR UPDATE`` and an ``UPDATE``). When another
-    writer moved the head in between, nothing matched and the append starts again from the
-    locked head, so the chain never forks either way.
+    writer moved the head in between, or the transaction that made the guess was rolled back,
+    nothing matched and the append starts again from the locked head, so the chain never
+    forks either way.
     """
+    sql = SessionSQL(session)
     transaction = session.get_transaction()
     locked = session.info.get(HEAD_KEY)
     if events and not (locked is not None and locked[0] is transaction):
-        connection = session.connection()
-        guess = connection.info.get(_GUESS_KEY)
+        info = session_connection(session).info
+        guess = info.get(_GUESS_KEY)
         if guess is not None:
             entries = link_all(events, *guess)
-            moved = connection.execute(_MOVE_HEAD_FROM, {
-                "old_seq": guess[0], "old_hash": guess[1],
-                "seq": entries[-1].seq, "entry_hash": entries[-1].entry_hash,
-            })
-            if moved.rowcount == 1:
-                _insert(connection, entries)
-                connection.info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
+            if sql.run(_MOVE_HEAD_FROM, (entries[-1].seq, entries[-1].entry_hash, *guess)) == 1:
+                sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
+                info[_GUESS_KEY] = (entries[-1].seq, entries[-1].entry_hash)
                 return entries
     head = lock_head(session)
     if not events:
         return []
     entries = link_all(events, head.seq, head.entry_hash)
     seq, entry_hash = entries[-1].seq, entries[-1].entry_hash
-    connection = session.connection()
-    _insert(connection, entries)
-    # Core UPDATE, and the locked ORM row told the new values: an ORM flush of the one head
-    # row cost more than hashing a 100-event batch.
-    connection.execute(_UPDATE_HEAD, {"seq": seq, "entry_hash": entry_hash})
-    set_committed_value(head, "seq", seq)
-    set_committed_value(head, "entry_hash", entry_hash)
-    connection.info[_GUESS_KEY] = (seq, entry_hash)
+    sql.run_many(INSERT_EVENTS, event_rows(entries, sql.dialect))
+    sql.run(MOVE_HEAD, (seq, entry_hash))
+    head.seq, head.entry_hash = seq, entry_hash
+    session_connection(session).info[_GUESS_KEY] = (seq, entry_hash)
     return entries
-
-
-def _insert(connection: Connection, entries: list[ChainEntry]) -> None:
-    """One executemany of plain tuples straight to the driver (``INSERT_EVENTS``, shared with
-    ``certgate.audit.appending.append_with``).
-
-    The entries of one append share one timestamp, so its column conversion runs once, not
-    once per row as SQLAlchemy's per-row bind processing would (a third of an append's CPU).
-    """
-    if any(entry.ts is not entries[0].ts for entry in entries):
-        connection.execute(_INSERT, [_row_values(e) for e in entries])
-        return
-    dialect = connection.dialect.name
-    connection.exec_driver_sql(for_driver(INSERT_EVENTS, dialect), event_rows(entries, dialect))
 
 
 def stream_entries(

@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, delete, func, select
 
 from certgate.audit.chain import AuditEvent
 from certgate.audit.checkpoints import CheckpointSigner, CheckpointVerifier
-from certgate.audit.log import append_in, lock_head
+from certgate.audit.log import append_in, lock_head, set_base
 from certgate.audit.verification import PRUNE_EVENT, verify_chain
 from certgate.errors import AuditError
 from certgate.store.database import Database
@@ -71,7 +71,7 @@ def prune_before(
         ).scalar_one()
         deleted = session.execute(delete(AuditEventRow).where(AuditEventRow.seq <= target))
         removed = cast(CursorResult[Any], deleted).rowcount
-        head.base_seq, head.base_hash = target, base_hash
+        set_base(session, target, base_hash)
         append_in(session, [AuditEvent(
             PRUNE_EVENT, actor, outcome="ok",
             details={"before": before.isoformat(), "base_seq": target, "base_hash": base_hash,

@@ -125,6 +125,9 @@ class AuditWriter:
             finally:
                 for _ in batch:
                     queue.task_done()
+                # Not held while waiting for the next event (after a burst of session ends,
+                # a batch of their events would stay in memory until the next append).
+                del batch
 
     async def _commit_or_split(self, batch: list[_Pending]) -> None:
         events = [event for pending in batch for event in pending.events]

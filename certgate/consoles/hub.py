@@ -71,6 +71,46 @@ def render_notice(text: str) -> bytes:
     return f"\r\n[certgate: {text}]\r\n".encode()
 
 
+class _Inbox:
+    """A first-in first-out hand-over to one reader: what ``asyncio.Queue`` does here, without
+    the four deques (~2.5 KiB) it holds even when empty, for every live session. The reader
+    waits on a future made only while it waits; consumed items are released at once."""
+
+    __slots__ = ("_items", "_next", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[bytes, bool] | None] = []
+        self._next = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: tuple[bytes, bool] | None) -> None:
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def ready(self) -> bool:
+        return self._next < len(self._items)
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when the next item is put (awaited directly: no coroutine per session)."""
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def take(self) -> tuple[bytes, bool] | None:
+        """The oldest item; only when ``ready()``."""
+        items, index = self._items, self._next
+        item = items[index]
+        if index + 1 == len(items):
+            items.clear()
+            self._next = 0
+        else:
+            items[index] = None  # released now, not when the backlog is drained
+            self._next = index + 1
+        return item
+
+
 class Attachment:
     """One session's view of a console: ``async for chunk in attachment`` yields what to show.
 
@@ -82,7 +122,7 @@ class Attachment:
         self._channel = channel
         self.session_id = session_id
         self.privileges = privileges
-        self._queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue()
+        self._queue = _Inbox()
         self._stats = channel.mux.stats(session_id)
         self.end_reason: str | None = None
 
@@ -108,9 +148,12 @@ class Attachment:
         return self
 
     async def __anext__(self) -> bytes:
-        item = await self._queue.get()
+        inbox = self._queue
+        while not inbox.ready():
+            await inbox.arrival()
+        item = inbox.take()
         if item is None:
-            self._queue.put_nowait(None)  # later iterations end too
+            self._queue.put(None)  # later iterations end too
             raise StopAsyncIteration
         data, from_guest = item
         if from_guest:
@@ -180,12 +223,12 @@ class Attachment:
 
     def _push(self, data: bytes, *, from_guest: bool = True) -> None:
         if not self.ended and data:
-            self._queue.put_nowait((data, from_guest))
+            self._queue.put((data, from_guest))
 
     def _finish(self, reason: str) -> None:
         if not self.ended:
             self.end_reason = reason
-            self._queue.put_nowait(None)
+            self._queue.put(None)
 
 
 @dataclass(eq=False)

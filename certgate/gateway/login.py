@@ -103,13 +103,24 @@ class LoginState:
         # identity once per presented key within this (seconds-long) authentication.
         self.resolved: dict[bytes, tuple[Credential, Identity]] = {}
         self.login_recorded: asyncio.Future[None] | None = None
-        """Set at authentication: done once the ``auth.login`` event is committed."""
+        """Set at authentication: done once the ``auth.login`` event is committed; dropped
+        (``recorded`` set instead) once it succeeded, kept when it failed."""
+        self.recorded = False
 
     async def wait_recorded(self) -> None:
         """Return once the login is durably audited; raise (AuditError) if it cannot be."""
-        if self.identity is None or self.login_recorded is None:
+        if self.identity is None:
+            raise AccessRefused("not authenticated")
+        if self.recorded:
+            return
+        if self.login_recorded is None:
             raise AccessRefused("not authenticated")
         await asyncio.shield(self.login_recorded)
+
+    def authenticated(self) -> None:
+        """Authentication is over: the per-key cache is not needed for the connection's
+        remaining life (hours, for a console session)."""
+        self.resolved = {}
 
 
 def install_login_hook(
@@ -176,11 +187,40 @@ def install_login_hook(
                 log.error("login of %s ended: the audit log cannot be written", user)
                 conn.disconnect(asyncssh.DISC_BY_APPLICATION,
                                 "the audit log cannot be written; try later")
+            elif state.login_recorded is future:
+                # Durable: a flag from now on, not a finished task held by every connection.
+                state.recorded = True
+                state.login_recorded = None
 
         state.login_recorded.add_done_callback(recorded)
         return True
 
     conn.validate_public_key = validate_public_key  # type: ignore[method-assign]
+
+
+async def _options_unchanged() -> None:
+    """``reload_config`` for a server started without a configuration file."""
+
+
+def keep_shared_options(conn: asyncssh.SSHServerConnection) -> None:
+    """Skip asyncssh's per-login re-evaluation of the server configuration.
+
+    asyncssh re-reads its configuration when authentication begins (``reload_config``), to
+    apply sshd_config ``Match`` blocks for the user and address. The gateway passes no
+    configuration, so each login built, in a worker thread, a copy of the server's options
+    equal to the shared one, and the connection kept it for its life (~3 KiB with its
+    dictionaries, host key pairs and config). Only for servers created without ``config``.
+    """
+    conn.reload_config = _options_unchanged  # type: ignore[method-assign]
+
+
+def remove_login_hook(conn: asyncssh.SSHServerConnection, state: LoginState) -> None:
+    """After authentication: drop the hook (and the closures it holds) and the key cache, which
+    a long console session would otherwise keep for nothing. asyncssh answers no further
+    authentication request once one has succeeded."""
+    if "validate_public_key" in vars(conn):
+        del conn.validate_public_key
+    state.authenticated()
 
 
 def peer_address(conn: Any) -> str | None:

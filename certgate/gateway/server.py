@@ -46,7 +46,13 @@ from certgate.display import printable
 from certgate.errors import AuditError, CertgateError
 from certgate.gateway.keepers import ConsoleKeepers
 from certgate.gateway.log_command import LogRequest, parse_log_command, serve_log
-from certgate.gateway.login import LoginState, install_login_hook, peer_address
+from certgate.gateway.login import (
+    LoginState,
+    install_login_hook,
+    keep_shared_options,
+    peer_address,
+    remove_login_hook,
+)
 from certgate.gateway.quickack import acknowledge_promptly, stop_prompt_acks
 from certgate.gateway.rechecks import ChangeFeed, Waker, wait_for_wake
 from certgate.gateway.session import (
@@ -114,6 +120,7 @@ class _Connection(asyncssh.SSHServer):
             return
         self.admitted = True
         acknowledge_promptly(conn)
+        keep_shared_options(conn)
 
         async def audit(outcome: str, target: str, reason: str | None,
                         credential: Credential | None, user: str | None) -> None:
@@ -150,6 +157,7 @@ class _Connection(asyncssh.SSHServer):
         self.authenticated = True
         if self.conn is not None:
             stop_prompt_acks(self.conn)
+            remove_login_hook(self.conn, self.state)
         self.gateway.throttle.connection_authenticated(self.source)
         idle = self.gateway.options.limits.idle_without_session
         if idle > 0:
@@ -484,9 +492,8 @@ class Gateway:
             user=identity.user, vm=target, source=source,
             mode=None if interactive is None else ("interactive" if interactive else "view"),
             reasons=list(grant.decision.reasons))
-        decision = self._decision_event(grant, source, interactive)
         if not grant.allowed or interactive is None:
-            await self.audit(decision)
+            await self.audit(self._decision_event(grant, source, interactive))
             text = explain(grant) if not grant.allowed else "view-only access is not granted"
             lines = "\r\n".join(f"  {line}" for line in text.splitlines())
             process.stdout.write(
@@ -496,10 +503,11 @@ class Gateway:
         assert self.keepers is not None
         hub = await self.keepers.hub_for(grant.vm, write_mode=self._known_write_mode(grant))
         # The allowing decision is committed with the session start (one commit, both or
-        # neither), before the console is attached.
-        return await run_console_session(process, hub, grant, interactive=interactive,
-                                         source=source, env=self.env,
-                                         decision_event=decision)
+        # neither), before the console is attached; built in the call so that no local here
+        # holds it for the session's lifetime.
+        return await run_console_session(
+            process, hub, grant, interactive=interactive, source=source, env=self.env,
+            decision_event=self._decision_event(grant, source, interactive))
 
     def _decision_event(self, grant: Grant, source: str | None,
                         interactive: bool | None) -> AuditEvent:

@@ -59,7 +59,38 @@ FLUSH_AFTER = 1.0
 """Seconds after which recorded events reach the file even if the session goes quiet."""
 
 
-@dataclass
+class EndSignal:
+    """Set once when a session must end; its pump waits for it. What ``asyncio.Event`` did
+    here, without the deque (~0.6 KiB) an Event holds for every live session: a future is
+    made only while someone waits."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def wait(self) -> asyncio.Future[None]:
+        """Done once set. One waiter, the session's pump (a plain future: no coroutine per
+        session); a cancelled wait leaves the signal usable."""
+        waiter = self._waiter
+        if waiter is None or waiter.cancelled():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            if self._set:
+                waiter.set_result(None)
+        return waiter
+
+
+@dataclass(slots=True)
 class LiveSession:
     """What the gateway's re-check loop needs to know about a running session, and its off
     switch. Times come from the gateway's clock, so tests move them without sleeping."""
@@ -73,7 +104,7 @@ class LiveSession:
     last_input: datetime = field(init=False)
     end_reason: str | None = None
     backend_exit_status: int | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: EndSignal = field(default_factory=EndSignal)
 
     def __post_init__(self) -> None:
         self.started_at = self.last_input = self.clock.now()
@@ -171,6 +202,7 @@ async def run_console_session(
         recording_path=str(cast_path), session_id=session_id)
     try:
         await env.commit_start(start, [decision_event] if decision_event is not None else [])
+        decision_event = None  # committed: not held for the session's lifetime
     except CertgateError as exc:
         env.observer.database_error("session start", exc)
         _say(process, "the audit log cannot be written; no session is opened")
@@ -341,23 +373,31 @@ async def _pump(
                 live.terminate("user detached")
                 return
 
+    def stopped(task: asyncio.Task[None]) -> None:
+        """A copy loop stopped: the session ends (a loop that returns has said why)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            live.ended.set()
+        elif isinstance(exc, asyncssh.Error | ConnectionError | OSError | ConsoleError):
+            live.terminate(f"connection lost: {exc}")
+        else:
+            live.terminate(f"internal error: {type(exc).__name__}")
+            log.error("session pump failed", exc_info=exc)
+
+    # The two copy loops end the session through a done-callback, so this coroutine waits on
+    # the session's end signal alone: no waiter task and no asyncio.wait per live session.
     tasks = [asyncio.create_task(t) for t in (guest_to_user(), user_to_guest())]
-    waiter = asyncio.create_task(_wait(live.ended))
+    for task in tasks:
+        task.add_done_callback(stopped)
     try:
-        await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                if isinstance(exc, asyncssh.Error | ConnectionError | OSError | ConsoleError):
-                    live.terminate(f"connection lost: {exc}")
-                else:
-                    live.terminate(f"internal error: {type(exc).__name__}")
-                    log.error("session pump failed", exc_info=exc)
+        await live.ended.wait()
     finally:
         flusher.cancel()
-        for task in [*tasks, waiter]:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
     reason = live.end_reason or "session ended"
     if reason not in ("user detached", "client closed the session"):
         _say(process, f"session ended: {user_facing_reason(reason)}")
@@ -397,10 +437,6 @@ async def menu_action(attachment: Attachment, action: MenuCommand | UnknownComma
     elif command is Command.SHARE:
         attachment.share()
     return False
-
-
-async def _wait(event: asyncio.Event) -> None:
-    await event.wait()
 
 
 class _RecordingFlush:

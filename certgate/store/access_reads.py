@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import Any
 
 from certgate.errors import NotFoundError
-from certgate.store.records import ATTRIBUTE, IDENTITY, SSH, VM, IssuedCertificate, PolicyVersion
+from certgate.store.records import (
+    ATTRIBUTE,
+    IDENTITY,
+    SSH,
+    VM,
+    Holder,
+    IssuedCertificate,
+    PolicyVersion,
+)
 from certgate.store.sql import (
     SQL,
     bytes_value,
@@ -92,6 +100,26 @@ def current_identity(sql: SQL, user: str, at: datetime) -> IssuedCertificate | N
             raise NotFoundError(f"no user named {user}")  # an unknown user is its own error
         return None
     return _certificate(rows[0])
+
+
+_CURRENT_HOLDER = (
+    "SELECT c.serial, c.der, c.user_id FROM certificates AS c JOIN users AS u "
+    "ON c.user_id = u.id WHERE u.name = ? AND c.kind = ? AND c.status = 'valid' "
+    "AND c.not_before <= ? AND c.not_after > ? ORDER BY c.not_before DESC, c.id DESC LIMIT 1"
+)
+
+
+def current_holder(sql: SQL, user: str, at: datetime) -> Holder | None:
+    """``current_identity`` reduced to what binding an AC to it needs (``attr grant`` reads
+    it once per grant; the rest of the row would only be decoded to be dropped)."""
+    when = time_param(at, sql.dialect)
+    rows = sql.rows(_CURRENT_HOLDER, (user, IDENTITY, when, when))
+    if not rows:
+        if not sql.rows("SELECT id FROM users WHERE name = ?", (user,)):
+            raise NotFoundError(f"no user named {user}")  # an unknown user is its own error
+        return None
+    serial, der, user_id = rows[0]
+    return Holder(serial, bytes_value(der), user_id)
 
 
 def identities_for_key(sql: SQL, key_fingerprint: str) -> list[IssuedCertificate]:

@@ -79,6 +79,15 @@ class IssuedCertificate:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """The identity certificate an attribute certificate is bound to."""
+
+    serial: str
+    der: bytes
+    user_id: int
+
+
+@dataclass(frozen=True)
 class VM:
     name: str
     console_uri: str

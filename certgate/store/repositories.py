@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from certgate.store.records import ATTRIBUTE as ATTRIBUTE
 from certgate.store.records import IDENTITY as IDENTITY
 from certgate.store.records import SSH as SSH
 from certgate.store.records import VM as VM
+from certgate.store.records import Holder as Holder
 from certgate.store.records import IssuedCertificate as IssuedCertificate
 from certgate.store.records import PolicyVersion as PolicyVersion
 from certgate.store.records import User as User
@@ -34,6 +35,7 @@ from certgate.store.schema import (
     VMNicRow,
     VMRow,
 )
+from certgate.store.sql import json_param, placeholders, time_param
 
 # -- users ------------------------------------------------------------------------------------
 
@@ -213,32 +215,45 @@ def add_certificate(
     return _certificate(row, user)
 
 
+_CERTIFICATE_COLUMNS = ("serial", "kind", "user_id", "holder_serial", "key_fingerprint",
+                        "subject", "attributes", "targets", "der", "not_before", "not_after",
+                        "issued_at", "status", "revoked_at", "revocation_reason")
+_INSERT_CERTIFICATE = (f"INSERT INTO certificates ({', '.join(_CERTIFICATE_COLUMNS)}) "
+                       f"VALUES ({placeholders(len(_CERTIFICATE_COLUMNS))})")
+
+
 def add_certificates(
     session: Session, certificates: Sequence[IssuedCertificate]
 ) -> list[IssuedCertificate]:
-    """Record many issued certificates with one Core executemany (``user_id`` must be set).
+    """Record many issued certificates with one executemany (``user_id`` must be set).
 
     Why not ``add_certificate`` in a loop: the ORM unit of work cost more per AC than signing
-    it (bulk ``attr grant``).
+    it (bulk ``attr grant``). Times and JSON are written as SQLAlchemy's column types write
+    them (``certgate.store.sql``); the ACs of one grant share their times, converted once.
     """
     if not certificates:
         return []
-    session.connection().execute(
-        _INSERT_CERTIFICATE,
-        [{
-            "serial": c.serial, "kind": c.kind, "user_id": c.user_id,
-            "holder_serial": c.holder_serial, "key_fingerprint": c.key_fingerprint,
-            "subject": c.subject, "attributes": c.attributes, "targets": c.targets, "der": c.der,
-            "not_before": c.not_before, "not_after": c.not_after, "issued_at": c.issued_at,
-            "status": c.status, "revoked_at": c.revoked_at,
-            "revocation_reason": c.revocation_reason,
-        } for c in certificates],
-    )
+    sql = SessionSQL(session)
+    dialect = sql.dialect
+    times: dict[int, Any] = {}  # id(datetime) -> parameter; every value lives for the call
+
+    def time(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        found = times.get(id(value))
+        if found is None:
+            found = times[id(value)] = time_param(value, dialect)
+        return found
+
+    sql.run_many(_INSERT_CERTIFICATE, [
+        (c.serial, c.kind, c.user_id, c.holder_serial, c.key_fingerprint, c.subject,
+         json_param(c.attributes, dialect), json_param(c.targets, dialect), c.der,
+         time(c.not_before), time(c.not_after), time(c.issued_at), c.status,
+         time(c.revoked_at), c.revocation_reason)
+        for c in certificates
+    ])
     mark_changed(session)
     return list(certificates)
-
-
-_INSERT_CERTIFICATE = insert(CertificateRow.__table__)  # type: ignore[arg-type]
 
 
 def _certificates(session: Session, *conditions: Any) -> list[IssuedCertificate]:
@@ -288,6 +303,11 @@ def certificates_of(
     if kind is not None:
         conditions.append(CertificateRow.kind == kind)
     return _certificates(session, *conditions)
+
+
+def current_holder(session: Session, user: str, at: datetime) -> Holder | None:
+    """See ``certgate.store.access_reads.current_holder``."""
+    return reads.current_holder(SessionSQL(session), user, at)
 
 
 def current_identity(session: Session, user: str, at: datetime) -> IssuedCertificate | None:

@@ -111,6 +111,16 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def json_param(value: Any, dialect: str) -> Any:
+    """A value for a JSON column as SQLAlchemy's JSON type writes it: ``json.dumps`` text on
+    SQLite, psycopg's ``Json`` (the same text, typed json) on PostgreSQL."""
+    if dialect == SQLITE:
+        return json.dumps(value)
+    from psycopg.types.json import Json
+
+    return Json(value)
+
+
 def bytes_value(value: Any) -> bytes:
     return bytes(value)
 
