@@ -26,14 +26,14 @@ run() {  # run NAME COMMAND...: one benchmark, its report in $out/NAME.txt
   echo "== $name done ($(uptime))" | tee -a "$out/$name.txt"
 }
 
-worktree ../certgate-before-issue8 2cb0a24   # main before this session's issue-8 work
-run console_gateway $py bench/console_gateway.py --rounds 10 --bulk-rounds 5 \
-    --before-tree ../certgate-before-issue8
 worktree ../certgate-before-s3 6c60aca       # main when session 3 started
+run console_gateway $py bench/console_gateway.py --rounds 10 --bulk-rounds 8 \
+    --before-tree ../certgate-before-s3
 run recorder_cpu $py bench/recorder_cpu.py --before-tree ../certgate-before-s3 --dir /tmp
 run policy_decide $py bench/policy_decide.py
 run access_reachable $py bench/access_reachable.py
-run cli_startup $py bench/cli_startup.py --runs 7
+run cli_startup $py bench/cli_startup.py --runs 7 --before-tree ../certgate-before-s3
+run cli_startup_postgres $py bench/cli_startup.py --runs 7 --postgres
 run ac_issue $py bench/ac_issue.py --count 1000 --rounds 5 --before-tree ../certgate-before-s3
 run audit_append $py bench/audit_append.py
 run live_sessions_sqlite $py bench/live_sessions.py --sessions 1000

@@ -198,15 +198,21 @@ class Home:
         return config
 
     def database_url(self) -> str:
+        url, password = self.database_location()
+        return with_password(url, password) if password else url
+
+    def database_location(self) -> tuple[str, str | None]:
+        """The database URL as configured and the password that goes with it, if it is kept
+        apart (environment or password file); ``database_url`` puts the two together."""
         override = os.environ.get(DATABASE_URL_ENV)
         config = None if override else self.config()
         url = override or (config.database_url if config else None)
         if not url:
-            return f"sqlite:///{self.sqlite_path}"
+            return f"sqlite:///{self.sqlite_path}", None
         password = os.environ.get(DATABASE_PASSWORD_ENV)
         if password is None and config is not None and config.database_password_file:
             password = read_password_file(self.root / config.database_password_file)
-        return with_password(url, password) if password else url
+        return url, password or None
 
 
 _URL_SCHEME = re.compile(r"[\w+]+://")

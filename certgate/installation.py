@@ -61,15 +61,15 @@ class Installation:
         home.require()
         self.home = home
         self.config: HomeConfig = home.config()
-        self._url = home.database_url() if database is None else database.url
         self._store: SQLDatabase | None = None
         if database is not None:
             self.__dict__["database"] = database
         elif direct_store:
             from certgate.store.direct import DirectDatabase, direct_dialect
 
-            if direct_dialect(self._url) is not None:
-                self._store = DirectDatabase(self._url)
+            url, password = home.database_location()
+            if direct_dialect(url) is not None:
+                self._store = DirectDatabase(url, password=password)
         self.actor = actor or cli_actor()
         self._passphrase_source = passphrase
         self._passphrase: bytes | None = None
@@ -79,7 +79,7 @@ class Installation:
         """The store through SQLAlchemy: what every unit of work with the ORM uses."""
         from certgate.store.database import Database
 
-        return Database(self._url)
+        return Database(self.home.database_url())
 
     @property
     def store(self) -> SQLDatabase:

@@ -39,6 +39,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv --system-site-packages .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,postgres,x509ssh,web]'
+# Bytecode for our own packages, as pip writes it for an installed wheel: an editable install
+# gets none, and where PYTHONDONTWRITEBYTECODE is set (this machine) every `certgate` command
+# would compile them again (~50 ms; docs/benchmarks.md "CLI start-up"). A stale file is
+# noticed by its source's mtime and ignored.
+.venv/bin/python -m compileall -q ca certgate migrations
 
 # The review site's session player comes from npm, pinned, into .web-vendor (not committed).
 PLAYER_VERSION=3.18.0

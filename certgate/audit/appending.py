@@ -1,17 +1,20 @@
 """Appending to the audit chain with plain SQL, and ``AuditLog``, the installation's audit log.
 
 Nothing here imports SQLAlchemy (see ``certgate.store.sql``): ``certgate policy check``
-records its ``policy.check`` event through the same ``AuditLog.record`` as every other
-command, on a store opened with the driver alone. ``certgate.audit.log.append_in`` (an
-append inside a larger ORM transaction) links with ``link_all`` and inserts with
-``INSERT_EVENTS`` and ``event_rows`` from here, so a row is written one way only.
+records its ``policy.check`` event through ``AuditLog.record`` like every other command, on a
+store opened with the driver alone, where the append is ``append_with``. On a store opened
+with SQLAlchemy the append is ``certgate.audit.log.append_in``, inside the session. Both link
+entries with ``link_all`` and write them with ``INSERT_EVENTS``/``event_rows``; they differ
+only in how the head row is locked and moved (``append_in`` first tries the head it last
+wrote), and a test appends through both and verifies one chain.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from certgate.audit.chain import AuditEvent, ChainEntry, format_ts, link
 from certgate.errors import AuditError, CertgateError
@@ -19,6 +22,8 @@ from certgate.store.sql import POSTGRESQL, SQL, SQLDatabase, time_param
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from certgate.store.database import Database
 
 EVENT_COLUMNS = ("seq", "ts", "event_type", "actor", "outcome", "user_name", "vm", "serial",
                  "source", "session_id", "details", "prev_hash", "entry_hash")
@@ -73,8 +78,6 @@ def append_with(sql: SQL, events: Sequence[AuditEvent]) -> list[ChainEntry]:
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
     """The DB-API error classes of the drivers already loaded (none is imported for this)."""
-    import sys
-
     found: list[type[BaseException]] = []
     for module in ("sqlite3", "psycopg", "sqlalchemy.exc"):
         loaded = sys.modules.get(module)
@@ -84,8 +87,18 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _sqlalchemy_database(database: SQLDatabase) -> Database | None:
+    """``database`` if it is SQLAlchemy's ``Database`` (whose module, and SQLAlchemy, are then
+    loaded already: asking imports nothing)."""
+    module = sys.modules.get("certgate.store.database")
+    if module is not None and isinstance(database, module.Database):
+        return cast("Database", database)
+    return None
+
+
 class AuditLog:
-    """The audit log of one installation."""
+    """The audit log of one installation: appends through SQLAlchemy's session when the
+    store was opened with it (``append_in``), else with ``append_with``."""
 
     def __init__(self, database: SQLDatabase) -> None:
         self.database = database
@@ -102,16 +115,18 @@ class AuditLog:
         ``session.start`` describes), so the rows and the events are committed together;
         it needs a SQLAlchemy ``Database``."""
         try:
-            if before:
+            orm = _sqlalchemy_database(self.database)
+            if orm is not None:
+                # Through the session, as every append inside an ORM transaction: the
+                # group-commit writer keeps ``append_in``'s one-statement head check.
                 from certgate.audit.log import append_in
-                from certgate.store.database import Database
 
-                if not isinstance(self.database, Database):
-                    raise TypeError("statements before an append need a SQLAlchemy Database")
-                with self.database.write() as session:
+                with orm.write() as session:
                     for statement in before:
                         statement(session)
                     return append_in(session, events)
+            if before:
+                raise TypeError("statements before an append need a SQLAlchemy Database")
             with self.database.write_sql() as sql:
                 return append_with(sql, events)
         except AuditError:
@@ -126,8 +141,8 @@ class AuditLog:
     def entries(self, *, after_seq: int = 0, batch: int = 1000) -> Iterator[ChainEntry]:
         """Stream entries in chain order, a batch per read transaction."""
         from certgate.audit.log import stream_entries
-        from certgate.store.database import Database
 
-        if not isinstance(self.database, Database):
+        orm = _sqlalchemy_database(self.database)
+        if orm is None:
             raise TypeError("reading the chain needs a SQLAlchemy Database")
-        return stream_entries(self.database, after_seq=after_seq, batch=batch)
+        return stream_entries(orm, after_seq=after_seq, batch=batch)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from certgate.errors import ConflictError
 from certgate.policy import Policy, PolicyError
 from certgate.policy.source_groups import resolve_source_groups
-from certgate.store import access_reads, secgroup_reads
+from certgate.store import access_reads
 from certgate.store.sql import SQL
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ def policy_with_groups(sql: SQL, policy: Policy) -> Policy:
     names = sorted(policy.source_groups)
     if not names:
         return policy
+    # The groups' model is loaded only for a policy that uses them (``policy check`` time).
+    from certgate.store import secgroup_reads
+
     return resolve_source_groups(policy, secgroup_reads.source_whitelists(sql, names))
 
 

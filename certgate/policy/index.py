@@ -267,10 +267,12 @@ class PolicyIndex:
             if not (rule.min_clearance is not None or rule.grants or rule.source_cidrs
                     or rule.source_groups or rule.time_windows):
                 self._unconditional |= 1 << i
-        self._grants = [implied_privileges(rule.privileges) for rule in rules]
-        self._withdraws = [
-            privileges_withdrawn_by(rule.privileges or ALL_PRIVILEGES) for rule in rules
-        ]
+        # A policy has a handful of distinct privilege sets: close each one once.
+        distinct = {rule.privileges for rule in rules}
+        implied = {p: implied_privileges(p) for p in distinct}
+        withdrawn = {p: privileges_withdrawn_by(p or ALL_PRIVILEGES) for p in distinct}
+        self._grants = [implied[rule.privileges] for rule in rules]
+        self._withdraws = [withdrawn[rule.privileges] for rule in rules]
         self._reasons: list[str | None] = [None] * len(rules)
         self._timed = 0
         for i, rule in enumerate(rules):

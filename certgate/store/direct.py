@@ -35,11 +35,13 @@ def direct_dialect(url: str) -> str | None:
 class DirectDatabase:
     """One connection, opened on first use; units of work as in ``Database``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, password: str | None = None) -> None:
+        """``password``, when given, replaces any in ``url`` (as ``Home.database_url`` does)."""
         dialect = direct_dialect(url)
         if dialect is None:
             raise ValueError(f"cannot open {url.split('://')[0]} URLs without SQLAlchemy")
         self.url = url
+        self._password = password
         self._dialect = dialect
         self._connection: Any = None
 
@@ -75,7 +77,8 @@ class DirectDatabase:
             match = _POSTGRES_URL.fullmatch(self.url)
             assert match is not None
             # libpq reads the same URL (percent-encoded password included).
-            connection = psycopg.connect(f"postgresql://{match['rest']}")
+            extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
+            connection = psycopg.connect(f"postgresql://{match['rest']}", **extra)
         self._connection = connection
         return connection
 

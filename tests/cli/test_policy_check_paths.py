@@ -166,7 +166,8 @@ def test_policy_check_says_and_records_what_it_said_through_sqlalchemy(
     assert verified.output.startswith("audit chain intact: ")
 
 
-def modules_after_policy_check(home: Path, *args: str) -> tuple[int, set[str], str]:
+def modules_after_policy_check(home: Path, *args: str, env: dict[str, str] | None = None,
+                               ) -> tuple[int, set[str], str]:
     """Run ``certgate policy check`` in a fresh interpreter; its exit code, the modules it
     had loaded at exit, and its output."""
     script = (
@@ -176,10 +177,11 @@ def modules_after_policy_check(home: Path, *args: str) -> tuple[int, set[str], s
         "from certgate.cli.main import main\n"
         "main()\n"
     )
-    env = {**os.environ, "CERTGATE_HOME": str(home)}
-    env.pop("CERTGATE_DATABASE_URL", None)
+    full_env = {**os.environ, "CERTGATE_HOME": str(home), **(env or {})}
+    if not env or "CERTGATE_DATABASE_URL" not in env:
+        full_env.pop("CERTGATE_DATABASE_URL", None)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=env, timeout=120)
+                            env=full_env, timeout=120)
     head, _, modules = result.stdout.rpartition("\nMODULES ")
     return result.returncode, set(json.loads(modules)), head + result.stderr
 
@@ -199,6 +201,19 @@ def test_policy_check_imports_no_sqlalchemy_orm_or_yaml_parser(populated: Instal
                 "certgate.store.schema", "certgate.audit.log"}.isdisjoint(loaded)
         driver = "sqlite3" if populated.database.dialect == "sqlite" else "psycopg"
         assert {"certgate.store.direct", driver} <= loaded
+
+
+def test_a_password_kept_apart_reaches_the_driver_without_sqlalchemy(
+    populated: Installation,
+) -> None:
+    # The test cluster trusts local connections, so the password is not checked there: what
+    # this shows is that combining it with the URL no longer needs SQLAlchemy.
+    code, loaded, output = modules_after_policy_check(
+        populated.home.root, "alice", "web1", "--from", "10.1.2.3",
+        env={"CERTGATE_DATABASE_PASSWORD": "s3cret:/@"})
+    assert code == 0, output
+    assert "allowed by rule ops-web" in output
+    assert "sqlalchemy" not in loaded
 
 
 def test_a_refused_policy_check_is_recorded_without_sqlalchemy(populated: Installation) -> None:

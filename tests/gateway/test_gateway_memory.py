@@ -61,3 +61,48 @@ def test_a_burst_of_ended_sessions_releases_memory_once_after_it() -> None:
     after_burst, total = asyncio.run(scenario())
     assert after_burst == 1
     assert total == 1
+
+
+def _release_times(releaser_kwargs: dict[str, float],
+                   endings: list[float], releases: int) -> list[float]:
+    """Loop times of the first ``releases`` releases while sessions end at ``endings``
+    (seconds after the start)."""
+
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: list[float] = []
+        enough = asyncio.Event()
+
+        def release() -> bool:
+            times.append(loop.time() - start)
+            if len(times) == releases:
+                enough.set()
+            return True
+
+        releaser = MemoryReleaser(release=release, **releaser_kwargs)
+        for at in endings:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            releaser.session_ended()
+        await asyncio.wait_for(enough.wait(), timeout=10)
+        releaser.close()
+        return times
+
+    return asyncio.run(scenario())
+
+
+def test_releases_are_spaced_by_the_minimum_interval() -> None:
+    # A full collection costs tens of milliseconds with many live sessions: sessions that end
+    # a few seconds apart must not pay one each.
+    times = _release_times({"quiet": 0.02, "min_interval": 0.5, "max_wait": 5.0},
+                           endings=[0.0, 0.1, 0.2], releases=2)
+    # asyncio may run a timer up to its clock resolution early
+    assert times[1] - times[0] >= 0.5 - 0.01
+
+
+def test_a_steady_stream_of_endings_still_releases_within_the_maximum_wait() -> None:
+    # Endings every 50 ms never leave 200 ms of quiet; the release must not wait for ever.
+    endings = [i * 0.05 for i in range(40)]
+    times = _release_times({"quiet": 0.2, "min_interval": 0.0, "max_wait": 0.5},
+                           endings=endings, releases=1)
+    assert 0.5 - 0.01 <= times[0] < 1.9  # before the stream (2 s) stopped

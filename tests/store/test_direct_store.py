@@ -119,3 +119,25 @@ def test_a_snapshot_read_directly_equals_the_one_read_through_sqlalchemy(
     assert snapshot.policy is not None and snapshot.policy.source_name == "p.yaml"
     assert all(t.tzinfo is UTC for t in (snapshot.vms[0].created_at,
                                          snapshot.attribute_certificates[1].not_after))
+
+
+def test_a_password_kept_apart_is_given_to_the_driver_beside_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+
+    seen: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    class Stop(Exception):
+        pass
+
+    def connect(*args: object, **kwargs: object) -> None:
+        seen.append((args, kwargs))
+        raise Stop
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    url = "postgresql+psycopg://certgate@db.example:5433/certgate?sslmode=require"
+    with pytest.raises(Stop), DirectDatabase(url, password="pa:ss/w@rd").read_sql():
+        pass
+    assert seen == [(("postgresql://certgate@db.example:5433/certgate?sslmode=require",),
+                     {"password": "pa:ss/w@rd"})]
