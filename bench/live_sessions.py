@@ -413,13 +413,16 @@ async def measure(cg: Certgate, count: int, revocations: int, idle: float,
             await asyncio.sleep(random.uniform(0.05, 1.05))
         run.revocation_load = uptime_load()
         # Given back? Every client leaves; the gateway returns freed memory once sessions
-        # have stopped ending for a moment (gateway/memory.py: 2 s).
+        # have stopped ending for a moment (gateway/memory.py: 2 s, releases 30 s apart).
         for conn, _ in clients:
             conn.close()
         clients = []
         closed = time.monotonic()
         await all_ended(cg, inst)
         run.end_all_seconds = time.monotonic() - closed
+        # The gateway releases memory at most every 30 s (gateway/memory.py): a release
+        # during the revocations defers the last one by up to that long.
+        await asyncio.sleep(RELEASE_WAIT)
         run.rss_after_end = await settled_rss(proc.pid)
         if second_wave:
             # The same number of sessions again (one unrevoked person): memory kept after
@@ -584,6 +587,10 @@ async def all_ended(cg: Certgate, inst: Any, limit: float = 300.0) -> None:
     while time.monotonic() < deadline and await asyncio.to_thread(
             sessions.list_sessions, inst.database, live_only=True, limit=1):
         await asyncio.sleep(0.5)
+
+
+RELEASE_WAIT = 32.0
+"""Seconds to let the gateway's memory release run after the last session ended."""
 
 
 async def settled_rss(pid: int, quiet: float = 5.0, limit: float = 120.0) -> int:
