@@ -439,13 +439,7 @@ async def measure(cg: Certgate, count: int, revocations: int, idle: float,
                   "per session)\n" + traced_gateway.report(memory_probe, 0, 3, count),
                   flush=True)
     finally:
-        for conn, _ in clients:
-            conn.close()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        close_and_stop(clients, proc)
         inst.close()
         if not floor:
             consoles.close()
@@ -563,13 +557,7 @@ async def measure_floor(asyncssh: Any, command: list[str], owners: list[Person])
         floor.rss_half, floor.rss_with_sessions = halves.rss_half, halves.rss_full
         floor.load = halves.load
     finally:
-        for conn, _ in clients:
-            conn.close()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        close_and_stop(clients, proc)
     return floor
 
 
@@ -587,6 +575,17 @@ async def all_ended(cg: Certgate, inst: Any, limit: float = 300.0) -> None:
     while time.monotonic() < deadline and await asyncio.to_thread(
             sessions.list_sessions, inst.database, live_only=True, limit=1):
         await asyncio.sleep(0.5)
+
+
+def close_and_stop(clients: list[Any], proc: subprocess.Popen[Any]) -> None:
+    """Close the clients' connections, then stop the server process (killed after 30 s)."""
+    for conn, _ in clients:
+        conn.close()
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 RELEASE_WAIT = 32.0
