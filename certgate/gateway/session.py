@@ -374,8 +374,11 @@ async def _pump(
                 return
 
     def stopped(task: asyncio.Task[None]) -> None:
-        """A copy loop stopped: the session ends (a loop that returns has said why)."""
+        """A copy loop stopped: the session ends (a loop that returns has said why). A loop
+        cancelled from anywhere but this pump's own ending also ends it, never leaving the
+        pump waiting with one direction dead."""
         if task.cancelled():
+            live.ended.set()
             return
         exc = task.exception()
         if exc is None:

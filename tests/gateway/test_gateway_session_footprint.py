@@ -183,6 +183,19 @@ def test_a_bug_in_a_copy_loop_ends_the_session_as_an_internal_error(
     assert "session pump failed" in caplog.text
 
 
+
+def test_a_copy_loop_cancelled_from_outside_ends_the_session() -> None:
+    # Fail closed: with one direction dead the pump must not wait for ever (a task whose
+    # coroutine raises CancelledError counts as cancelled).
+    async def scenario() -> tuple[int, bool]:
+        process, live = _Process(asyncio.CancelledError()), _live()
+        status, _ = await _run_pump(process, live)
+        return status, live.ended.is_set()
+
+    status, ended = asyncio.run(scenario())
+    assert ended
+    assert status == 1
+
 # -- an authenticated connection drops its login machinery -------------------------------------
 
 
