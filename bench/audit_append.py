@@ -10,7 +10,8 @@ For each database — SQLite (WAL, synchronous=FULL), a throwaway PostgreSQL wit
   writer   ``AuditWriter`` with 200 concurrent producers (what the gateway can use)
 
 against a baseline measured in the same run on the same kind of database: plain INSERTs of
-the same rows, one per transaction or --batch per transaction, without hashing or head lock.
+the same rows, one per transaction or --batch per transaction, without hashing or head lock;
+for the writer, the same ``AuditWriter`` and producers whose batches are plain INSERTs.
 An event counts only once the call that wrote it returned, i.e. after its commit.
 """
 
@@ -23,10 +24,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -89,10 +91,32 @@ def chain_step(database: Database, batch: int) -> Callable[[int], int]:
     return lambda n: len(log.record_many([event(n + i) for i in range(batch)]))
 
 
-def chain_writer(database: Database, seconds: float) -> tuple[int, float]:
+def plain_writer_commit(database: Database) -> Callable[..., Awaitable[list[Any]]]:
+    """For the writer row's baseline: the same ``AuditWriter`` and producers, whose batches
+    are plain INSERTs of the same rows (so the row compares the chain, not the producers'
+    asyncio costs against a synchronous loop)."""
+    next_seq = [0]
+
+    def insert_rows(count: int) -> None:
+        with database.write() as session:
+            first, next_seq[0] = next_seq[0], next_seq[0] + count
+            session.connection().execute(_PLAIN_INSERT,
+                                         [raw_row(first + i + 1) for i in range(count)])
+
+    async def commit(events: Sequence[AuditEvent], before: Sequence[object] = ()) -> list[Any]:
+        await asyncio.to_thread(insert_rows, len(events))
+        return [None] * len(events)
+
+    return commit
+
+
+def chain_writer(database: Database, seconds: float,
+                 commit: Callable[..., Awaitable[list[Any]]] | None = None) -> tuple[int, float]:
+    """``AuditWriter`` fed by ``PRODUCERS`` concurrent producers for ``seconds``; ``commit``
+    replaces its chained commit (the baseline)."""
     async def run() -> tuple[int, float]:
         done = 0
-        async with AuditWriter(AuditLog(database)) as writer:
+        async with AuditWriter(AuditLog(database), commit=commit) as writer:
             start = time.perf_counter()
             deadline = start + seconds
 
@@ -128,12 +152,15 @@ def measure(name: str, make_url: Callable[[], str], seconds: float, batch: int,
     for mode, size in (("single", 1), (f"group {batch}", batch), (f"writer x{PRODUCERS}", batch)):
         with fresh(make_url) as base_db, fresh(make_url) as chain_db:
             base_step = baseline_step(base_db, size)
+            base_commit = plain_writer_commit(base_db)
             step = chain_step(chain_db, size)
             totals = {"base": [0, 0.0], "chain": [0, 0.0]}
             for round_ in range(rounds):
                 order = ("base", "chain") if round_ % 2 == 0 else ("chain", "base")
                 for system in order:
-                    if system == "base":
+                    if system == "base" and mode.startswith("writer"):
+                        done, elapsed = chain_writer(base_db, seconds, base_commit)
+                    elif system == "base":
                         done, elapsed = timed(seconds, base_step, totals["base"][0])
                     elif mode.startswith("writer"):
                         done, elapsed = chain_writer(chain_db, seconds)
