@@ -85,40 +85,43 @@ def certificates_by_serial(sql: SQL, serials: Iterable[str]) -> dict[str, Issued
     return found
 
 
-_CURRENT_IDENTITY = (
-    _CERTIFICATES + "u.name = ? AND c.kind = ? AND c.status = 'valid' AND c.not_before <= ? "
+_NEWEST_VALID_IDENTITY = (
+    "u.name = ? AND c.kind = ? AND c.status = 'valid' AND c.not_before <= ? "
     "AND c.not_after > ? ORDER BY c.not_before DESC, c.id DESC LIMIT 1"
 )
+_CURRENT_IDENTITY = _CERTIFICATES + _NEWEST_VALID_IDENTITY
+_CURRENT_HOLDER = (
+    "SELECT c.serial, c.der, c.user_id FROM certificates AS c JOIN users AS u "
+    "ON c.user_id = u.id WHERE " + _NEWEST_VALID_IDENTITY
+)
+
+
+def _newest_valid_identity(sql: SQL, query: str, user: str,
+                           at: datetime) -> tuple[Any, ...] | None:
+    """The row ``query`` selects for ``user``'s newest identity valid at ``at``; None when
+    there is none, NotFoundError when there is no such user (its own error)."""
+    when = time_param(at, sql.dialect)
+    rows = sql.rows(query, (user, IDENTITY, when, when))
+    if rows:
+        return rows[0]
+    if not sql.rows("SELECT id FROM users WHERE name = ?", (user,)):
+        raise NotFoundError(f"no user named {user}")
+    return None
 
 
 def current_identity(sql: SQL, user: str, at: datetime) -> IssuedCertificate | None:
     """The newest identity certificate of ``user`` valid at ``at``, in one query."""
-    when = time_param(at, sql.dialect)
-    rows = sql.rows(_CURRENT_IDENTITY, (user, IDENTITY, when, when))
-    if not rows:
-        if not sql.rows("SELECT id FROM users WHERE name = ?", (user,)):
-            raise NotFoundError(f"no user named {user}")  # an unknown user is its own error
-        return None
-    return _certificate(rows[0])
-
-
-_CURRENT_HOLDER = (
-    "SELECT c.serial, c.der, c.user_id FROM certificates AS c JOIN users AS u "
-    "ON c.user_id = u.id WHERE u.name = ? AND c.kind = ? AND c.status = 'valid' "
-    "AND c.not_before <= ? AND c.not_after > ? ORDER BY c.not_before DESC, c.id DESC LIMIT 1"
-)
+    row = _newest_valid_identity(sql, _CURRENT_IDENTITY, user, at)
+    return None if row is None else _certificate(row)
 
 
 def current_holder(sql: SQL, user: str, at: datetime) -> Holder | None:
     """``current_identity`` reduced to what binding an AC to it needs (``attr grant`` reads
     it once per grant; the rest of the row would only be decoded to be dropped)."""
-    when = time_param(at, sql.dialect)
-    rows = sql.rows(_CURRENT_HOLDER, (user, IDENTITY, when, when))
-    if not rows:
-        if not sql.rows("SELECT id FROM users WHERE name = ?", (user,)):
-            raise NotFoundError(f"no user named {user}")  # an unknown user is its own error
+    row = _newest_valid_identity(sql, _CURRENT_HOLDER, user, at)
+    if row is None:
         return None
-    serial, der, user_id = rows[0]
+    serial, der, user_id = row
     return Holder(serial, bytes_value(der), user_id)
 
 
