@@ -12,14 +12,13 @@ connection is invalidated). Not kept: ``*_cursor_execute`` events and echo loggi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from certgate.store.sql import for_driver
+from certgate.store.sql import CursorSQL
 
 _CONNECTION_KEY = "certgate_session_sql_connection"
 
@@ -66,39 +65,14 @@ def run_on_driver(connection: Connection, statement: str, params: Any = (), *,
     return cursor
 
 
-class _DriverCursorSQL:
+class _DriverCursorSQL(CursorSQL):
     """``certgate.store.sql.SQL`` on the DB-API cursor of a SQLAlchemy connection."""
-
-    _dialect: str
-
-    @property
-    def dialect(self) -> str:
-        return self._dialect
 
     def _connection(self) -> Connection:
         raise NotImplementedError
 
-    def _cursor(self, statement: str, params: Sequence[Any], many: bool = False) -> Any:
-        return run_on_driver(self._connection(), for_driver(statement, self._dialect), params,
-                             many=many)
-
-    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = self._cursor(statement, tuple(params))
-        try:
-            return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
-
-    def run(self, statement: str, params: Sequence[Any] = ()) -> int:
-        cursor = self._cursor(statement, tuple(params))
-        try:
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
-
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            self._cursor(statement, [tuple(r) for r in rows], many=True).close()
+    def _cursor(self, statement: str, params: Any, many: bool = False) -> Any:
+        return run_on_driver(self._connection(), statement, params, many=many)
 
 
 class SessionSQL(_DriverCursorSQL):

@@ -128,39 +128,57 @@ def bytes_value(value: Any) -> bytes:
 # -- a connection opened with the driver alone ------------------------------------------------
 
 
-class DriverSQL:
+class CursorSQL:
+    """``SQL`` on DB-API cursors; subclasses say how a statement gets its open cursor."""
+
+    _dialect: str
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    def _cursor(self, statement: str, params: Any, many: bool = False) -> Any:
+        """An open cursor that ran ``statement`` (in the driver's parameter style)."""
+        raise NotImplementedError
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self._cursor(for_driver(statement, self._dialect), tuple(params))
+        try:
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._cursor(for_driver(statement, self._dialect), tuple(params))
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor(for_driver(statement, self._dialect), [tuple(r) for r in rows],
+                         many=True).close()
+
+
+class DriverSQL(CursorSQL):
     """``SQL`` over a DB-API connection inside a transaction its owner opened."""
 
     def __init__(self, connection: Any, dialect: str) -> None:
         self.connection = connection
         self._dialect = dialect
 
-    @property
-    def dialect(self) -> str:
-        return self._dialect
-
-    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _cursor(self, statement: str, params: Any, many: bool = False) -> Any:
         cursor = self.connection.cursor()
         try:
-            cursor.execute(for_driver(statement, self._dialect), tuple(params))
-            return list(cursor.fetchall())
-        finally:
+            if many:
+                cursor.executemany(statement, params)
+            else:
+                cursor.execute(statement, params)
+        except BaseException:
             cursor.close()
-
-    def run(self, statement: str, params: Sequence[Any] = ()) -> int:
-        cursor = self.connection.cursor()
-        try:
-            cursor.execute(for_driver(statement, self._dialect), tuple(params))
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
-
-    def run_many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-        cursor = self.connection.cursor()
-        try:
-            cursor.executemany(for_driver(statement, self._dialect), [tuple(r) for r in rows])
-        finally:
-            cursor.close()
+            raise
+        return cursor
 
 
 class SQLDatabase(Protocol):
